@@ -1,0 +1,94 @@
+"""flytestore: an asyncio storage library with the layered DataStore of Flyte's Go storage.
+
+Everything a user needs is importable from here.
+"""
+
+from .config import Config
+from .datastore import DataStore, build_stack
+from .errors import (
+    AlreadyExistsError,
+    ConfigError,
+    CorruptObjectError,
+    ExceedsLimitError,
+    InvalidArgumentError,
+    InvalidReferenceError,
+    NotFoundError,
+    PermissionDeniedError,
+    PreconditionFailedError,
+    SizeMismatchError,
+    StorageError,
+    TransientError,
+    UnsupportedError,
+    is_exceeds_limit,
+    is_exists,
+    is_not_found,
+)
+from .layers import CachedStore, InstrumentedStore, Layer, LimitedStore, RoutingStore
+from .metrics import Scope
+from .protobuf import ProtobufStore
+from .rawstore import (
+    BaseStore,
+    ByteStream,
+    Cursor,
+    ListEntry,
+    Metadata,
+    Options,
+    RawStore,
+    SignedURLProperties,
+    SignedURLResponse,
+)
+from .reference import DataReference, construct_reference
+from .stores.memory import MemoryStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlreadyExistsError",
+    "BaseStore",
+    "ByteStream",
+    "CachedStore",
+    "Config",
+    "ConfigError",
+    "CorruptObjectError",
+    "Cursor",
+    "DataReference",
+    "DataStore",
+    "ExceedsLimitError",
+    "InstrumentedStore",
+    "InvalidArgumentError",
+    "InvalidReferenceError",
+    "Layer",
+    "LimitedStore",
+    "ListEntry",
+    "MemoryStore",
+    "Metadata",
+    "NotFoundError",
+    "Options",
+    "PermissionDeniedError",
+    "PreconditionFailedError",
+    "ProtobufStore",
+    "RawStore",
+    "RoutingStore",
+    "Scope",
+    "SignedURLProperties",
+    "SignedURLResponse",
+    "SizeMismatchError",
+    "StorageError",
+    "TransientError",
+    "UnsupportedError",
+    "__version__",
+    "build_stack",
+    "construct_reference",
+    "is_exceeds_limit",
+    "is_exists",
+    "is_not_found",
+]
+
+
+def __getattr__(name: str) -> object:
+    # LocalStore pulls in aiofiles: import it only when asked for.
+    if name == "LocalStore":
+        from .stores.local import LocalStore
+
+        return LocalStore
+    raise AttributeError(f"module 'flytestore' has no attribute {name!r}")

@@ -1,0 +1,278 @@
+"""DataStore: the public face, assembled from a Config as in DESIGN.md §1.
+
+    DataStore -> ProtobufStore -> [CachedStore] -> LimitedStore -> RoutingStore -> backends
+
+The constructor does no I/O; ``open()`` (or ``async with``) builds the stack, opens the primary
+backend and creates its container when missing. ``refresh_config`` builds a new stack beside the
+old one, swaps it in, and closes the old one once the operations and streams that were using it
+have finished. Metrics live in the ``Scope`` and survive refreshes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import gc
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import TracebackType
+from typing import TypeVar
+
+from google.protobuf.message import Message
+
+from .config import Config
+from .errors import StorageError
+from .layers.cached import CachedStore
+from .layers.limited import LimitedStore
+from .layers.routing import RoutingStore
+from .metrics import Scope
+from .protobuf import ProtobufStore
+from .rawstore import (
+    ByteStream,
+    Cursor,
+    ListEntry,
+    Metadata,
+    Options,
+    Payload,
+    RawStore,
+    SignedURLProperties,
+    SignedURLResponse,
+)
+from .reference import DataReference, construct_reference
+from .stores import SchemeFactory, build_primary
+
+__all__ = ["DataStore", "build_stack"]
+
+T = TypeVar("T")
+M = TypeVar("M", bound=Message)
+
+
+class _Stack:
+    """One assembled layer stack and the number of operations and streams using it."""
+
+    __slots__ = ("cache", "closed", "inflight", "raw", "retired", "router", "top")
+
+    def __init__(self, top: ProtobufStore, router: RoutingStore, cache: CachedStore | None) -> None:
+        self.top = top
+        #: The layer under the ProtobufStore, which only adds protobuf methods: raw calls skip it.
+        self.raw = top.inner
+        self.router = router
+        self.cache = cache
+        self.inflight = 0
+        self.retired: asyncio.Event | None = None
+        self.closed = False
+
+    def release(self) -> None:
+        self.inflight -= 1
+        if self.retired is not None and not self.inflight:
+            self.retired.set()
+
+    async def close_when_idle(self) -> None:
+        self.retired = asyncio.Event()
+        if self.inflight:
+            await self.retired.wait()
+        await self.close()
+
+    async def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            await self.top.aclose()
+
+
+def build_stack(config: Config, scope: Scope | None = None) -> ProtobufStore:
+    """Assemble the layered store a DataStore uses (not opened)."""
+    return _assemble(config, scope).top
+
+
+def _assemble(config: Config, scope: Scope | None) -> _Stack:
+    primary, schemes = build_primary(config, scope)
+    router = RoutingStore(primary, schemes, SchemeFactory(config, scope))
+    store: RawStore = LimitedStore(router, max_download_mbs=config.limits.max_download_mbs)
+    cache = None
+    if config.cache.max_size_mbs > 0:
+        cache = CachedStore(store, max_size_mbs=config.cache.max_size_mbs, scope=scope)
+        store = cache
+        if config.cache.target_gc_percent > 0:
+            _apply_gc_percent(config.cache.target_gc_percent)
+    return _Stack(ProtobufStore(store, scope), router, cache)
+
+
+def _apply_gc_percent(percent: int) -> None:
+    # Go's SetGCPercent has no exact Python analogue; scale the youngest generation's threshold.
+    _, threshold1, threshold2 = gc.get_threshold()
+    gc.set_threshold(max(1, 700 * percent // 100), threshold1, threshold2)
+
+
+class DataStore:
+    """References, raw bytes, protobuf messages and metrics over one configured stack."""
+
+    def __init__(self, config: Config | None = None, *, scope: Scope | None = None) -> None:
+        self.config = config if config is not None else Config(type="mem")
+        self.scope = scope if scope is not None else Scope("flyte:storage")
+        self._stack: _Stack | None = None
+        self._opening: asyncio.Lock | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:
+        state = "open" if self._stack is not None else "closed"
+        return f"DataStore({self.config!r}, {state})"
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def open(self) -> DataStore:
+        """Build the stack, open the primary backend and create its container when missing."""
+        if self._stack is None:
+            self._opening = self._opening or asyncio.Lock()
+            async with self._opening:
+                if self._stack is None:
+                    stack = _assemble(self.config, self.scope)
+                    await stack.top.open()
+                    self._stack = stack
+        return self
+
+    async def aclose(self) -> None:
+        """Close every backend; operations still running on them will fail."""
+        stack, self._stack = self._stack, None
+        tasks = list(self._retiring)
+        if stack is not None:
+            await stack.close()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def __aenter__(self) -> DataStore:
+        return await self.open()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def refresh_config(self, config: Config) -> None:
+        """Rebuild the stack from ``config`` in place, keeping the metrics.
+
+        Operations already running finish on the old stack, which is closed once they (and the
+        streams they returned) are done.
+        """
+        new = _assemble(config, self.scope)
+        await new.top.open()
+        old, self._stack, self.config = self._stack, new, config
+        if old is not None:
+            task = asyncio.create_task(old.close_when_idle())
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
+    def _current(self) -> _Stack:
+        stack = self._stack
+        if stack is None:
+            raise StorageError("the DataStore is not open: use `async with DataStore(config) as store`")
+        return stack
+
+    async def _run(self, call: Callable[[ProtobufStore], Awaitable[T]]) -> T:
+        stack = self._current()
+        stack.inflight += 1
+        try:
+            return await call(stack.top)
+        finally:
+            stack.release()
+
+    # -- references -----------------------------------------------------------------------------
+    @property
+    def base_container(self) -> DataReference:
+        return self._current().top.base_container
+
+    @staticmethod
+    def construct_reference(base: str, *keys: str) -> DataReference:
+        """Join ``keys`` under ``base`` exactly as Flyte's URLPathConstructor does."""
+        return construct_reference(base, *keys)
+
+    @property
+    def cache(self) -> CachedStore | None:
+        """The cache layer, when ``cache.max_size_mbs`` > 0."""
+        return self._current().cache
+
+    @property
+    def router(self) -> RoutingStore:
+        return self._current().router
+
+    # -- raw bytes ------------------------------------------------------------------------------
+    async def head(self, ref: str) -> Metadata:
+        stack = self._current()
+        stack.inflight += 1
+        try:
+            return await stack.raw.head(ref)
+        finally:
+            stack.release()
+
+    async def read_raw(self, ref: str, *, offset: int = 0, length: int | None = None) -> ByteStream:
+        """Open a read; the download limit is checked before the first byte when the size is known."""
+        stack = self._current()
+        stack.inflight += 1
+        try:
+            stream = await stack.raw.read_raw(ref, offset=offset, length=length)
+        except BaseException:
+            stack.release()
+            raise
+        return _release_on_close(stream, stack)
+
+    async def read_bytes(self, ref: str, *, offset: int = 0, length: int | None = None) -> bytes:
+        """The whole object (or range) as bytes; the download limit applies."""
+        stack = self._current()
+        stack.inflight += 1
+        try:
+            stream = await stack.raw.read_raw(ref, offset=offset, length=length)
+            return await stream.read()
+        finally:
+            stack.release()
+
+    async def write_raw(
+        self, ref: str, data: Payload, *, size: int | None = None, options: Options | None = None
+    ) -> Metadata:
+        """Store ``data`` (bytes, (async) iterable of bytes, or a binary file object) at ``ref``."""
+        stack = self._current()
+        stack.inflight += 1
+        try:
+            return await stack.raw.write_raw(ref, data, size=size, options=options)
+        finally:
+            stack.release()
+
+    async def list(self, ref: str, *, page_size: int = 1000) -> AsyncIterator[ListEntry]:
+        """Every object under ``ref`` (recursive, in key order), fetched page by page."""
+        stack = self._current()
+        stack.inflight += 1
+        try:
+            async for entry in stack.raw.list(ref, page_size=page_size):
+                yield entry
+        finally:
+            stack.release()
+
+    def list_page(
+        self, ref: str, *, max_items: int = 1000, cursor: Cursor | None = None
+    ) -> Awaitable[tuple[builtins.list[DataReference], Cursor]]:
+        """One page of references and the cursor to pass back; ``Cursor.end()`` when exhausted."""
+        return self._run(lambda top: top.list_page(ref, max_items=max_items, cursor=cursor))
+
+    def delete(self, ref: str) -> Awaitable[None]:
+        """Delete one object; ``NotFoundError`` when it does not exist."""
+        return self._run(lambda top: top.delete(ref))
+
+    def copy_raw(self, src: str, dst: str, *, options: Options | None = None) -> Awaitable[Metadata]:
+        """Copy an object, server-side within a backend and streamed across backends."""
+        return self._run(lambda top: top.copy_raw(src, dst, options=options))
+
+    def create_signed_url(self, ref: str, props: SignedURLProperties) -> Awaitable[SignedURLResponse]:
+        return self._run(lambda top: top.create_signed_url(ref, props))
+
+    # -- protobuf -------------------------------------------------------------------------------
+    def read_protobuf(self, ref: str, msg: M) -> Awaitable[M]:
+        """Read ``ref`` into ``msg`` and return it; ``CorruptObjectError`` if it does not parse."""
+        return self._run(lambda top: top.read_protobuf(ref, msg))
+
+    def write_protobuf(self, ref: str, msg: Message, options: Options | None = None) -> Awaitable[Metadata]:
+        return self._run(lambda top: top.write_protobuf(ref, msg, options))
+
+
+def _release_on_close(stream: ByteStream, stack: _Stack) -> ByteStream:
+    stream.on_close(stack.release)
+    return stream

@@ -1,0 +1,9 @@
+"""RawStore -> RawStore wrappers: each adds one behaviour (cache, limits, routing, metrics)."""
+
+from .base import Layer
+from .cached import CachedStore
+from .instrumented import InstrumentedStore
+from .limited import LimitedStore
+from .routing import RoutingStore
+
+__all__ = ["CachedStore", "InstrumentedStore", "Layer", "LimitedStore", "RoutingStore"]

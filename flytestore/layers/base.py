@@ -1,0 +1,72 @@
+"""Layer: a RawStore that delegates every operation to an inner RawStore.
+
+Pass-through methods are plain functions returning the inner coroutine, so a layer that does
+not touch an operation adds a function call, not a coroutine frame, to it.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
+
+from ..rawstore import (
+    ByteStream,
+    Cursor,
+    ListEntry,
+    Metadata,
+    Options,
+    Payload,
+    RawStore,
+    SignedURLProperties,
+    SignedURLResponse,
+)
+from ..reference import DataReference
+
+__all__ = ["Layer"]
+
+
+class Layer:
+    def __init__(self, inner: RawStore) -> None:
+        self.inner = inner
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.inner!r})"
+
+    @property
+    def base_container(self) -> DataReference:
+        return self.inner.base_container
+
+    def open(self) -> Coroutine[Any, Any, None]:
+        return self.inner.open()
+
+    def aclose(self) -> Coroutine[Any, Any, None]:
+        return self.inner.aclose()
+
+    def head(self, ref: str) -> Coroutine[Any, Any, Metadata]:
+        return self.inner.head(ref)
+
+    def read_raw(self, ref: str, *, offset: int = 0, length: int | None = None) -> Coroutine[Any, Any, ByteStream]:
+        return self.inner.read_raw(ref, offset=offset, length=length)
+
+    def write_raw(
+        self, ref: str, data: Payload, *, size: int | None = None, options: Options | None = None
+    ) -> Coroutine[Any, Any, Metadata]:
+        return self.inner.write_raw(ref, data, size=size, options=options)
+
+    def list(self, ref: str, *, page_size: int = 1000) -> AsyncIterator[ListEntry]:
+        return self.inner.list(ref, page_size=page_size)
+
+    def list_page(
+        self, ref: str, *, max_items: int = 1000, cursor: Cursor | None = None
+    ) -> Coroutine[Any, Any, tuple[builtins.list[DataReference], Cursor]]:
+        return self.inner.list_page(ref, max_items=max_items, cursor=cursor)
+
+    def delete(self, ref: str) -> Coroutine[Any, Any, None]:
+        return self.inner.delete(ref)
+
+    def copy_raw(self, src: str, dst: str, *, options: Options | None = None) -> Coroutine[Any, Any, Metadata]:
+        return self.inner.copy_raw(src, dst, options=options)
+
+    def create_signed_url(self, ref: str, props: SignedURLProperties) -> Coroutine[Any, Any, SignedURLResponse]:
+        return self.inner.create_signed_url(ref, props)

@@ -1,0 +1,80 @@
+"""InstrumentedStore: per-operation latency and failure metrics of a backend (Flyte's stow metrics).
+
+Timers ``head``, ``read_open`` (time to open a read), ``write``, ``delete``, ``list`` and ``copy``
+(each a ``<name>_ms`` summary plus a histogram in seconds); failure counters ``head_failure``,
+``read_failure``, ``write_failure``, ``delete_failure``, ``list_failure``, ``copy_failure``
+labelled ``failure_type``; ``bad_key`` for references that do not parse or do not belong.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Coroutine
+from typing import Any, TypeVar
+
+from ..errors import InvalidReferenceError, failure_type
+from ..metrics import FailureCounter, Scope, Timer
+from ..rawstore import ByteStream, Cursor, ListEntry, Metadata, Options, Payload, RawStore
+from ..reference import DataReference
+from .base import Layer
+
+__all__ = ["InstrumentedStore"]
+
+T = TypeVar("T")
+
+
+class InstrumentedStore(Layer):
+    def __init__(self, inner: RawStore, scope: Scope) -> None:
+        super().__init__(inner)
+        self.bad_key = scope.counter("bad_key", "references that could not be used")
+        self._timers: dict[str, Timer] = {}
+        self._failures: dict[str, FailureCounter] = {}
+        for op in ("head", "read_open", "write", "delete", "list", "copy"):
+            self._timers[op] = scope.timer(op, f"latency of {op}")
+            name = "read" if op == "read_open" else op
+            self._failures[op] = scope.failure_counter(f"{name}_failure", f"failed {name} operations")
+
+    def _failed(self, op: str, err: BaseException) -> None:
+        if isinstance(err, InvalidReferenceError):
+            self.bad_key.inc()
+        self._failures[op].inc(failure_type(err))
+
+    async def _timed(self, op: str, call: Awaitable[T]) -> T:
+        start = time.perf_counter()
+        try:
+            return await call
+        except Exception as err:
+            self._failed(op, err)
+            raise
+        finally:
+            self._timers[op].observe(time.perf_counter() - start)
+
+    def head(self, ref: str) -> Coroutine[Any, Any, Metadata]:
+        return self._timed("head", self.inner.head(ref))
+
+    def read_raw(self, ref: str, *, offset: int = 0, length: int | None = None) -> Coroutine[Any, Any, ByteStream]:
+        return self._timed("read_open", self.inner.read_raw(ref, offset=offset, length=length))
+
+    def write_raw(
+        self, ref: str, data: Payload, *, size: int | None = None, options: Options | None = None
+    ) -> Coroutine[Any, Any, Metadata]:
+        return self._timed("write", self.inner.write_raw(ref, data, size=size, options=options))
+
+    def delete(self, ref: str) -> Coroutine[Any, Any, None]:
+        return self._timed("delete", self.inner.delete(ref))
+
+    def copy_raw(self, src: str, dst: str, *, options: Options | None = None) -> Coroutine[Any, Any, Metadata]:
+        return self._timed("copy", self.inner.copy_raw(src, dst, options=options))
+
+    def list_page(
+        self, ref: str, *, max_items: int = 1000, cursor: Cursor | None = None
+    ) -> Coroutine[Any, Any, tuple[list[DataReference], Cursor]]:
+        return self._timed("list", self.inner.list_page(ref, max_items=max_items, cursor=cursor))
+
+    async def list(self, ref: str, *, page_size: int = 1000) -> AsyncIterator[ListEntry]:
+        try:
+            async for entry in self.inner.list(ref, page_size=page_size):
+                yield entry
+        except Exception as err:
+            self._failed("list", err)
+            raise

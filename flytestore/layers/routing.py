@@ -1,0 +1,170 @@
+"""RoutingStore: picks a backend by the reference's scheme (Flyte's multi-scheme routing store).
+
+The primary store serves its own schemes, scheme-less references, references that do not parse
+and schemes no factory knows (so one store can keep handling everything, as in Go). Other
+schemes get a backend from the factory on first use: built and opened once per cache key, even
+under many concurrent first uses; a failed build is not remembered, so the next use retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any, Protocol, TypeVar
+
+from ..errors import InvalidReferenceError
+from ..rawstore import (
+    ByteStream,
+    Cursor,
+    ListEntry,
+    Metadata,
+    Options,
+    Payload,
+    RawStore,
+    SignedURLProperties,
+    SignedURLResponse,
+    stream_copy,
+)
+from ..reference import DataReference, split_reference
+
+__all__ = ["BackendFactory", "RoutingStore"]
+
+T = TypeVar("T")
+
+
+class BackendFactory(Protocol):
+    def cache_key(self, scheme: str, ref: str) -> str | None:
+        """The key under which the backend for ``ref`` is shared, or None for an unknown scheme."""
+
+    async def create(self, scheme: str, ref: str) -> RawStore:
+        """Build and open the backend for ``ref``."""
+
+
+class RoutingStore:
+    def __init__(
+        self,
+        primary: RawStore | None,
+        primary_schemes: tuple[str, ...] = (),
+        factory: BackendFactory | None = None,
+    ) -> None:
+        self.primary = primary
+        self.factory = factory
+        self._live: dict[str, RawStore] = {}
+        if primary is not None:
+            self._live.update(dict.fromkeys(primary_schemes, primary))
+        self._created: list[RawStore] = []
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def __repr__(self) -> str:
+        return f"RoutingStore(primary={self.primary!r}, live={sorted(self._live)})"
+
+    @property
+    def base_container(self) -> DataReference:
+        return self.primary.base_container if self.primary is not None else DataReference("")
+
+    async def open(self) -> None:
+        if self.primary is not None:
+            await self.primary.open()
+
+    async def aclose(self) -> None:
+        stores, self._created = self._created, []
+        if self.primary is not None:
+            stores.append(self.primary)
+        self._live.clear()
+        for result in await asyncio.gather(*(s.aclose() for s in stores), return_exceptions=True):
+            if isinstance(result, BaseException):
+                raise result
+
+    # -- resolution ---------------------------------------------------------------------------
+    def _fallback(self, ref: str, why: str) -> RawStore:
+        if self.primary is None:
+            raise InvalidReferenceError(f"no store serves reference [{ref}]: {why}")
+        return self.primary
+
+    def _live_for(self, ref: str) -> RawStore | None:
+        """The backend for ``ref`` when it needs no creation (the fast path), else None."""
+        try:
+            store = self._live.get(split_reference(ref)[0])
+        except InvalidReferenceError as err:
+            return self._fallback(ref, str(err))
+        if store is not None:
+            return store
+        if not split_reference(ref)[0]:
+            return self._fallback(ref, "it has no scheme and there is no primary store")
+        return None
+
+    async def backend_for(self, ref: str) -> RawStore:
+        """The backend serving ``ref``, creating it on first use."""
+        store = self._live_for(ref)
+        if store is not None:
+            return store
+        scheme = split_reference(ref)[0]
+        key = self.factory.cache_key(scheme, ref) if self.factory is not None else None
+        if key is None:
+            return self._fallback(ref, f"no backend is registered for scheme [{scheme}]")
+        store = self._live.get(key)
+        if store is not None:
+            return store
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            store = self._live.get(key)
+            if store is None:
+                assert self.factory is not None
+                store = await self.factory.create(scheme, ref)
+                self._created.append(store)
+                self._live[key] = store
+        return store
+
+    def _route(self, ref: str, call: Callable[[RawStore], Coroutine[Any, Any, T]]) -> Coroutine[Any, Any, T]:
+        store = self._live_for(ref)
+        if store is not None:
+            return call(store)
+        return self._route_later(ref, call)
+
+    async def _route_later(self, ref: str, call: Callable[[RawStore], Awaitable[T]]) -> T:
+        return await call(await self.backend_for(ref))
+
+    # -- RawStore ---------------------------------------------------------------------------
+    # The three hottest operations skip _route's closure: every call counts for small objects.
+    def head(self, ref: str) -> Coroutine[Any, Any, Metadata]:
+        store = self._live_for(ref)
+        if store is not None:
+            return store.head(ref)
+        return self._route_later(ref, lambda s: s.head(ref))
+
+    def read_raw(self, ref: str, *, offset: int = 0, length: int | None = None) -> Coroutine[Any, Any, ByteStream]:
+        store = self._live_for(ref)
+        if store is not None:
+            return store.read_raw(ref, offset=offset, length=length)
+        return self._route_later(ref, lambda s: s.read_raw(ref, offset=offset, length=length))
+
+    def write_raw(
+        self, ref: str, data: Payload, *, size: int | None = None, options: Options | None = None
+    ) -> Coroutine[Any, Any, Metadata]:
+        store = self._live_for(ref)
+        if store is not None:
+            return store.write_raw(ref, data, size=size, options=options)
+        return self._route_later(ref, lambda s: s.write_raw(ref, data, size=size, options=options))
+
+    def delete(self, ref: str) -> Coroutine[Any, Any, None]:
+        return self._route(ref, lambda s: s.delete(ref))
+
+    def list_page(
+        self, ref: str, *, max_items: int = 1000, cursor: Cursor | None = None
+    ) -> Coroutine[Any, Any, tuple[list[DataReference], Cursor]]:
+        return self._route(ref, lambda s: s.list_page(ref, max_items=max_items, cursor=cursor))
+
+    def create_signed_url(self, ref: str, props: SignedURLProperties) -> Coroutine[Any, Any, SignedURLResponse]:
+        return self._route(ref, lambda s: s.create_signed_url(ref, props))
+
+    async def list(self, ref: str, *, page_size: int = 1000) -> AsyncIterator[ListEntry]:
+        store = await self.backend_for(ref)
+        async for entry in store.list(ref, page_size=page_size):
+            yield entry
+
+    async def copy_raw(self, src: str, dst: str, *, options: Options | None = None) -> Metadata:
+        src_store = await self.backend_for(src)
+        dst_store = await self.backend_for(dst)
+        if src_store is dst_store:
+            return await src_store.copy_raw(src, dst, options=options)
+        return await stream_copy(src_store, src, dst_store, dst, options)

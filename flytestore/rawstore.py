@@ -1,0 +1,599 @@
+"""The RawStore protocol and the value types every store and layer shares.
+
+Owns: ``RawStore`` (the one protocol backends and layers implement), ``Metadata``, ``Options``,
+``Cursor``, ``ListEntry``, signed-URL types, ``ByteStream`` (what reads return), the payload
+helpers that turn anything a caller may write into bounded chunks, and ``BaseStore``, the shared
+plumbing of backends (reference checks, listing loops, generic copy, lifecycle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import enum
+import inspect
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from types import MappingProxyType, TracebackType
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from .errors import (
+    InvalidArgumentError,
+    InvalidReferenceError,
+    NotFoundError,
+    SizeMismatchError,
+    UnsupportedError,
+)
+from .reference import DataReference, escape_key, split_reference
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "BaseStore",
+    "ByteStream",
+    "BytesLike",
+    "Cursor",
+    "ListEntry",
+    "Metadata",
+    "Options",
+    "Payload",
+    "RawStore",
+    "SignedURLProperties",
+    "SignedURLResponse",
+    "check_range",
+    "iter_payload",
+    "payload_size",
+    "read_payload",
+]
+
+#: Chunk size for slicing in-memory payloads and bodies: slicing costs no I/O, so this only
+#: bounds how much one chunk pins. Backends with a per-chunk cost pick their own (the local
+#: store uses 8 MiB, measured with ``benchmarks/bench_local.py``).
+DEFAULT_CHUNK_SIZE = 1024 * 1024
+
+BytesLike = bytes | bytearray | memoryview
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+def _empty() -> Mapping[str, str]:
+    return _EMPTY
+
+
+@dataclass(frozen=True, slots=True)
+class Metadata:
+    """What ``head`` and ``write_raw`` report about one object.
+
+    A missing object is ``Metadata(exists=False)``; ``head`` never raises for it.
+    """
+
+    exists: bool
+    size: int = 0
+    etag: str = ""
+    content_md5: str = ""
+    content_type: str | None = None
+    last_modified: datetime | None = None
+    user_metadata: Mapping[str, str] = field(default_factory=_empty)
+    version: str | None = None
+
+    @classmethod
+    def missing(cls) -> Metadata:
+        return _MISSING
+
+
+_MISSING = Metadata(exists=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Per-write options: user metadata, content type and create-only writes."""
+
+    metadata: Mapping[str, str] = field(default_factory=_empty)
+    content_type: str | None = None
+    #: Create only: raise ``AlreadyExistsError`` rather than overwrite an existing object.
+    if_not_exists: bool = False
+
+
+DEFAULT_OPTIONS = Options()
+
+
+class _CursorState(enum.IntEnum):
+    START = 0
+    END = 1
+    AT = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a paginated listing resumes. Compare by value; ``Cursor.end()`` means exhausted."""
+
+    state: _CursorState = _CursorState.START
+    position: str = ""
+
+    @classmethod
+    def start(cls) -> Cursor:
+        return _START
+
+    @classmethod
+    def end(cls) -> Cursor:
+        return _END
+
+    @classmethod
+    def at(cls, position: str) -> Cursor:
+        return cls(_CursorState.AT, position)
+
+    def is_start(self) -> bool:
+        return self.state is _CursorState.START
+
+    def is_end(self) -> bool:
+        return self.state is _CursorState.END
+
+
+_START = Cursor(_CursorState.START)
+_END = Cursor(_CursorState.END)
+
+
+@dataclass(frozen=True, slots=True)
+class ListEntry:
+    """One object found by ``list``."""
+
+    ref: DataReference
+    size: int = 0
+    etag: str = ""
+    last_modified: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SignedURLProperties:
+    """What a signed URL may do: ``scope`` is ``GET`` or ``PUT``."""
+
+    scope: str = "GET"
+    expires_in: timedelta = timedelta(hours=1)
+    #: Base64 MD5 of the content a PUT will send; signed into the URL when set.
+    content_md5: str = ""
+    #: Also store the MD5 as the object's ``flyteContentMD5`` metadata (S3 PUT).
+    add_content_md5_metadata: bool = False
+
+    def __post_init__(self) -> None:
+        scope = self.scope.upper()
+        if scope not in ("GET", "PUT"):
+            raise InvalidArgumentError(f"signed URL scope must be GET or PUT, not {self.scope!r}")
+        object.__setattr__(self, "scope", scope)
+        if self.expires_in <= timedelta(0):
+            raise InvalidArgumentError(f"signed URL expires_in must be positive, not {self.expires_in}")
+
+
+@dataclass(frozen=True, slots=True)
+class SignedURLResponse:
+    """A signed URL and the headers the client must send with it."""
+
+    url: str
+    required_headers: Mapping[str, str] = field(default_factory=_empty)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reads: ByteStream
+
+
+class ByteStream:
+    """The body of a read: an async iterator of bounded chunks and an async context manager.
+
+    ``size`` is the number of bytes the stream will yield when the backend knows it, else None.
+    ``read()`` returns the whole rest of the body. Closing is idempotent and releases the
+    underlying connection or file.
+    """
+
+    __slots__ = ("_callbacks", "_chunks", "_close", "_closed", "metadata", "size")
+
+    def __init__(
+        self,
+        chunks: AsyncIterator[BytesLike],
+        *,
+        size: int | None = None,
+        metadata: Metadata | None = None,
+        close: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self._chunks = chunks
+        self.size = size
+        self.metadata = metadata
+        self._close = close
+        self._closed = False
+        self._callbacks: list[Callable[[], None]] | None = None
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the stream is closed (or right away if it already is)."""
+        if self._closed:
+            callback()
+            return
+        if self._callbacks is None:
+            self._callbacks = []
+        self._callbacks.append(callback)
+
+    @classmethod
+    def from_bytes(cls, data: BytesLike, *, metadata: Metadata | None = None) -> ByteStream:
+        return _BytesStream(data, metadata)
+
+    def __aiter__(self) -> ByteStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self._chunks.__anext__()  # type: ignore[return-value]
+        except StopAsyncIteration:
+            await self.aclose()
+            raise
+
+    async def read(self) -> bytes:
+        """The rest of the body as one ``bytes`` object."""
+        try:
+            parts = [chunk async for chunk in self]
+        finally:
+            await self.aclose()
+        if len(parts) == 1 and type(parts[0]) is bytes:
+            return parts[0]
+        return b"".join(parts)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        aclose = getattr(self._chunks, "aclose", None)
+        try:
+            if aclose is not None:
+                await aclose()
+        finally:
+            try:
+                if self._close is not None:
+                    await self._close()
+            finally:
+                for callback in self._callbacks or ():
+                    callback()
+
+    async def __aenter__(self) -> ByteStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class _BytesStream(ByteStream):
+    """A stream over bytes already in memory (memory store, cache hits): ``read`` copies nothing."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: BytesLike, metadata: Metadata | None) -> None:
+        super().__init__(_slices(data, DEFAULT_CHUNK_SIZE), size=len(data), metadata=metadata)
+        self._data: BytesLike | None = data
+
+    async def read(self) -> bytes:
+        data, self._data = self._data, None
+        await self.aclose()
+        if data is None:
+            raise InvalidArgumentError("stream already consumed")
+        return data if type(data) is bytes else bytes(data)
+
+    async def __anext__(self) -> bytes:
+        self._data = None
+        return await super().__anext__()
+
+
+async def _slices(data: BytesLike, chunk_size: int) -> AsyncIterator[BytesLike]:
+    if len(data) <= chunk_size:
+        if data:
+            yield data
+        return
+    view = memoryview(data)
+    for start in range(0, len(view), chunk_size):
+        yield view[start : start + chunk_size]
+
+
+# ---------------------------------------------------------------------------------------------
+# Writes: payloads
+
+#: Anything ``write_raw`` accepts: a bytes-like, a sync or async iterable of bytes-likes, or a
+#: file object (sync or async) with ``read(n)``.
+Payload = BytesLike | Iterable[BytesLike] | AsyncIterable[BytesLike] | Any
+
+_BYTES_TYPES = (bytes, bytearray, memoryview)
+
+
+def payload_size(data: Payload) -> int | None:
+    """The payload's length when it can be known without consuming it."""
+    if isinstance(data, _BYTES_TYPES):
+        return memoryview(data).nbytes if isinstance(data, memoryview) else len(data)
+    return None
+
+
+def _check_declared(data: Payload, size: int | None) -> int | None:
+    if size is not None:
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise InvalidArgumentError(f"size must be an int or None, not {type(size).__name__}")
+        if size < 0:
+            raise InvalidArgumentError(f"size must not be negative, got {size}")
+    known = payload_size(data)
+    if known is not None and size is not None and known != size:
+        raise SizeMismatchError(f"declared size {size} but the payload holds {known} bytes")
+    return size if size is not None else known
+
+
+async def _raw_chunks(data: Payload, chunk_size: int) -> AsyncIterator[BytesLike]:
+    if isinstance(data, _BYTES_TYPES):
+        async for piece in _slices(data, chunk_size):
+            yield piece
+        return
+    if isinstance(data, str):
+        raise InvalidArgumentError("write_raw takes bytes, not str: encode the text first")
+    if isinstance(data, ByteStream):
+        async for chunk in data:
+            yield chunk
+        return
+    # Files before iterables: iterating a file object yields lines, not chunks.
+    read = getattr(data, "read", None)
+    if read is not None:
+        if inspect.iscoroutinefunction(read):
+            while True:
+                chunk = await read(chunk_size)
+                if not chunk:
+                    return
+                yield _as_bytes(chunk)
+        else:
+            while True:
+                chunk = await asyncio.to_thread(read, chunk_size)
+                if not chunk:
+                    return
+                yield _as_bytes(chunk)
+        return
+    if isinstance(data, AsyncIterable):
+        async for item in data:
+            yield _as_bytes(item)
+        return
+    if isinstance(data, Iterable):
+        for item in data:
+            yield _as_bytes(item)
+        return
+    raise InvalidArgumentError(
+        f"cannot write a {type(data).__name__}: pass bytes, an iterable or async iterable of bytes, "
+        "or a file object opened in binary mode"
+    )
+
+
+def _as_bytes(chunk: object) -> BytesLike:
+    if isinstance(chunk, _BYTES_TYPES):
+        return chunk
+    raise InvalidArgumentError(
+        f"payload chunks must be bytes-like, got {type(chunk).__name__}"
+        + (" (open files in binary mode)" if isinstance(chunk, str) else "")
+    )
+
+
+async def iter_payload(
+    data: Payload, size: int | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> AsyncIterator[BytesLike]:
+    """Yield the payload as chunks, enforcing the declared ``size``.
+
+    Raises ``SizeMismatchError`` as soon as the stream runs past ``size`` (before that chunk is
+    yielded) or ends short of it, so a store that commits only after the last chunk writes nothing.
+    """
+    declared = _check_declared(data, size)
+    seen = 0
+    async for chunk in _raw_chunks(data, chunk_size):
+        n = len(chunk) if not isinstance(chunk, memoryview) else chunk.nbytes
+        if not n:
+            continue
+        seen += n
+        if declared is not None and seen > declared:
+            raise SizeMismatchError(f"the stream is longer than its declared size of {declared} bytes")
+        yield chunk
+    if declared is not None and seen != declared:
+        raise SizeMismatchError(f"the stream ended after {seen} bytes, short of its declared size of {declared}")
+
+
+async def read_payload(data: Payload, size: int | None = None, limit: int | None = None) -> bytes:
+    """The whole payload as bytes (for stores that must buffer), enforcing ``size`` and ``limit``."""
+    declared = _check_declared(data, size)
+    if isinstance(data, bytes):
+        if limit is not None and len(data) > limit:
+            raise InvalidArgumentError(f"payload of {len(data)} bytes exceeds the store's cap of {limit}")
+        return data
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    if limit is not None and declared is not None and declared > limit:
+        raise InvalidArgumentError(f"declared size {declared} exceeds the store's cap of {limit} bytes")
+    parts: list[BytesLike] = []
+    total = 0
+    async for chunk in iter_payload(data, declared):
+        total += len(chunk)
+        if limit is not None and total > limit:
+            raise InvalidArgumentError(f"stream exceeds the store's cap of {limit} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def check_range(offset: int, length: int | None) -> None:
+    """Validate a range read's arguments."""
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise InvalidArgumentError(f"offset must be a non-negative int, got {offset!r}")
+    if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 0):
+        raise InvalidArgumentError(f"length must be a non-negative int or None, got {length!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The protocol
+
+
+@runtime_checkable
+class RawStore(Protocol):
+    """The one interface of every backend and every layer.
+
+    Range reads use Python slice semantics: a range past the end yields the bytes that exist
+    (possibly none). Listing is recursive and directory-aware: the reference's key names a
+    "directory" (``a/b`` lists ``a/b/...``, not ``a/bc``); an empty key lists the container.
+    Results come in key order.
+    """
+
+    @property
+    def base_container(self) -> DataReference: ...
+
+    async def open(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    async def head(self, ref: str) -> Metadata: ...
+
+    async def read_raw(self, ref: str, *, offset: int = 0, length: int | None = None) -> ByteStream: ...
+
+    async def write_raw(
+        self, ref: str, data: Payload, *, size: int | None = None, options: Options | None = None
+    ) -> Metadata: ...
+
+    def list(self, ref: str, *, page_size: int = 1000) -> AsyncIterator[ListEntry]: ...
+
+    async def list_page(
+        self, ref: str, *, max_items: int = 1000, cursor: Cursor | None = None
+    ) -> tuple[builtins.list[DataReference], Cursor]: ...
+
+    async def delete(self, ref: str) -> None: ...
+
+    async def copy_raw(self, src: str, dst: str, *, options: Options | None = None) -> Metadata: ...
+
+    async def create_signed_url(self, ref: str, props: SignedURLProperties) -> SignedURLResponse: ...
+
+
+_S = TypeVar("_S", bound="BaseStore")
+
+
+class BaseStore:
+    """Shared plumbing for backends: reference checks, listing loops, generic copy, lifecycle.
+
+    A backend sets ``schemes`` (the first is canonical) and implements the ``_list_entries``
+    primitive plus the object operations; everything else here derives from them.
+    """
+
+    schemes: tuple[str, ...] = ()
+    #: Also accept scheme-less references (``/a/b``), as Flyte's in-memory store does.
+    accepts_no_scheme = False
+
+    def __init__(self, *, container: str = "", multicontainer: bool = True) -> None:
+        self.container = container
+        self.multicontainer = multicontainer
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Open clients; create the configured container when it is missing."""
+
+    async def aclose(self) -> None:
+        """Close clients and pools."""
+
+    async def __aenter__(self: _S) -> _S:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @property
+    def base_container(self) -> DataReference:
+        if not self.container:
+            return DataReference("")
+        return DataReference(f"{self.schemes[0]}://{self.container}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(container={self.container!r})"
+
+    # -- references -----------------------------------------------------------------------------
+    def locate(self, ref: str, *, allow_empty_key: bool = False) -> tuple[str, str]:
+        """Check ``ref`` belongs to this store and return its ``(container, key)``."""
+        scheme, container, key = split_reference(ref)
+        if scheme not in self.schemes and not (self.accepts_no_scheme and not scheme):
+            expected = " or ".join(f"{s}://" for s in self.schemes)
+            raise InvalidReferenceError(f"reference [{ref}] is not a {expected} reference")
+        if not self.multicontainer and self.container and container != self.container:
+            raise NotFoundError(
+                f"reference [{ref}] names container [{container}] but this store serves only "
+                f"[{self.container}]; set enable-multicontainer to reach other containers"
+            )
+        if not key and not allow_empty_key:
+            raise InvalidReferenceError(f"reference [{ref}] has an empty key")
+        return container, key
+
+    def make_ref(self, container: str, key: str) -> DataReference:
+        """The reference of an object this store found (listing): the key is escaped so that
+        ``split()`` gives it back unchanged."""
+        return DataReference(f"{self.schemes[0]}://{container}/{escape_key(key)}")
+
+    # -- what each backend implements ----------------------------------------------------------
+    async def head(self, ref: str) -> Metadata:
+        raise NotImplementedError
+
+    async def read_raw(self, ref: str, *, offset: int = 0, length: int | None = None) -> ByteStream:
+        raise NotImplementedError
+
+    async def write_raw(
+        self, ref: str, data: Payload, *, size: int | None = None, options: Options | None = None
+    ) -> Metadata:
+        raise NotImplementedError
+
+    async def delete(self, ref: str) -> None:
+        raise NotImplementedError
+
+    # -- listing --------------------------------------------------------------------------------
+    async def _list_entries(
+        self, container: str, prefix: str, max_items: int, cursor: Cursor
+    ) -> tuple[list[ListEntry], Cursor]:
+        """One page of entries under ``prefix`` ('' or ending in '/'), in key order."""
+        raise NotImplementedError
+
+    @staticmethod
+    def dir_prefix(key: str) -> str:
+        return key.rstrip("/") + "/" if key.strip("/") else ""
+
+    async def list_page(
+        self, ref: str, *, max_items: int = 1000, cursor: Cursor | None = None
+    ) -> tuple[list[DataReference], Cursor]:
+        entries, nxt = await self.list_entries_page(ref, max_items=max_items, cursor=cursor)
+        return [e.ref for e in entries], nxt
+
+    async def list_entries_page(
+        self, ref: str, *, max_items: int = 1000, cursor: Cursor | None = None
+    ) -> tuple[list[ListEntry], Cursor]:
+        cursor = cursor or Cursor.start()
+        if cursor.is_end():
+            raise InvalidArgumentError("cursor cannot be at end for a list call: the listing is exhausted")
+        if isinstance(max_items, bool) or not isinstance(max_items, int) or max_items <= 0:
+            raise InvalidArgumentError(f"max_items must be a positive int, got {max_items!r}")
+        container, key = self.locate(ref, allow_empty_key=True)
+        return await self._list_entries(container, self.dir_prefix(key), max_items, cursor)
+
+    async def list(self, ref: str, *, page_size: int = 1000) -> AsyncIterator[ListEntry]:
+        cursor = Cursor.start()
+        while not cursor.is_end():
+            entries, cursor = await self.list_entries_page(ref, max_items=page_size, cursor=cursor)
+            for entry in entries:
+                yield entry
+
+    # -- generic operations ------------------------------------------------------------------
+    async def copy_raw(self, src: str, dst: str, *, options: Options | None = None) -> Metadata:
+        """Generic copy: stream the source into the destination (backends override with
+        server-side copies)."""
+        return await stream_copy(self, src, self, dst, options)
+
+    async def create_signed_url(self, ref: str, props: SignedURLProperties) -> SignedURLResponse:
+        self.locate(ref)
+        raise UnsupportedError(f"signed URLs are unsupported by {type(self).__name__}")
+
+
+async def stream_copy(
+    src_store: RawStore, src: str, dst_store: RawStore, dst: str, options: Options | None = None
+) -> Metadata:
+    """Copy one object between any two stores without buffering it whole."""
+    stream = await src_store.read_raw(src)
+    async with stream:
+        if options is None and stream.metadata is not None:
+            meta = stream.metadata
+            options = Options(metadata=meta.user_metadata, content_type=meta.content_type)
+        return await dst_store.write_raw(dst, stream, size=stream.size, options=options)

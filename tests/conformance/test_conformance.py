@@ -1,0 +1,509 @@
+"""One behaviour suite every backend passes (run against real servers for remote backends)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from flytestore import (
+    AlreadyExistsError,
+    ByteStream,
+    Cursor,
+    InvalidArgumentError,
+    InvalidReferenceError,
+    NotFoundError,
+    Options,
+    SignedURLProperties,
+    SizeMismatchError,
+    UnsupportedError,
+    construct_reference,
+    is_not_found,
+)
+
+from .backends import Backend
+
+MiB = 1024 * 1024
+
+
+async def read(b: Backend, ref: str, **kw: int) -> bytes:
+    stream = await b.store.read_raw(ref, **kw)
+    async with stream:
+        return await stream.read()
+
+
+# -- put / get / head ------------------------------------------------------------------------
+
+
+async def test_round_trip(backend: Backend) -> None:
+    ref = backend.ref("a", "b.bin")
+    meta = await backend.store.write_raw(ref, b"hello world")
+    assert meta.exists and meta.size == 11
+    assert await read(backend, ref) == b"hello world"
+    head = await backend.store.head(ref)
+    assert head.exists and head.size == 11
+    if backend.etag:
+        assert head.etag
+
+
+async def test_head_missing_is_not_an_error(backend: Backend) -> None:
+    meta = await backend.store.head(backend.ref("missing"))
+    assert not meta.exists
+
+
+async def test_read_missing_raises_not_found(backend: Backend) -> None:
+    with pytest.raises(NotFoundError) as info:
+        await backend.store.read_raw(backend.ref("missing"))
+    assert isinstance(info.value, FileNotFoundError)
+    assert is_not_found(info.value)
+    assert "missing" in str(info.value)
+
+
+async def test_overwrite_replaces_content(backend: Backend) -> None:
+    ref = backend.ref("over")
+    await backend.store.write_raw(ref, b"first version")
+    await backend.store.write_raw(ref, b"second")
+    assert await read(backend, ref) == b"second"
+    assert (await backend.store.head(ref)).size == 6
+
+
+async def test_empty_object(backend: Backend) -> None:
+    ref = backend.ref("empty")
+    meta = await backend.store.write_raw(ref, b"")
+    assert meta.size == 0
+    head = await backend.store.head(ref)
+    assert head.exists and head.size == 0
+    assert await read(backend, ref) == b""
+    stream = await backend.store.read_raw(ref)
+    assert [c async for c in stream] == []
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "unicode/ü-日本語.txt",
+        "with space/a b c",
+        "percent/100%/x%20y",
+        "sym/a+b=c,d;e@f:g",
+        "q/what?is#this",
+        "dots/..a/b..",
+        "~tilde/!'()*",
+    ],
+)
+async def test_awkward_keys_round_trip_and_list(backend: Backend, key: str) -> None:
+    from urllib.parse import quote
+
+    ref = construct_reference(backend.base, quote(key, safe="/"))
+    await backend.store.write_raw(ref, key.encode())
+    assert await read(backend, ref) == key.encode()
+    listed = [e.ref async for e in backend.store.list(backend.base)]
+    assert len(listed) == 1
+    # The listed reference names the same object.
+    assert listed[0].split()[2] == ref.split()[2]
+    assert await read(backend, listed[0]) == key.encode()
+
+
+async def test_write_returns_metadata_matching_head(backend: Backend) -> None:
+    ref = backend.ref("meta")
+    written = await backend.store.write_raw(ref, b"x" * 1000)
+    head = await backend.store.head(ref)
+    assert written.size == head.size == 1000
+    if backend.etag:
+        assert written.etag == head.etag
+
+
+async def test_user_metadata_and_content_type(backend: Backend) -> None:
+    if not (backend.user_metadata and backend.content_type):
+        pytest.skip(f"{backend.name} does not store object metadata")
+    ref = backend.ref("with-meta")
+    await backend.store.write_raw(
+        ref, b"{}", options=Options(metadata={"owner": "me"}, content_type="application/json")
+    )
+    head = await backend.store.head(ref)
+    assert head.content_type == "application/json"
+    assert dict(head.user_metadata) == {"owner": "me"}
+
+
+# -- ranges -----------------------------------------------------------------------------------
+
+RANGES = [
+    (0, None, b"0123456789"),
+    (3, None, b"3456789"),
+    (0, 4, b"0123"),
+    (2, 5, b"23456"),
+    (8, 10, b"89"),
+    (9, 1, b"9"),
+    (10, None, b""),
+    (25, 5, b""),
+    (4, 0, b""),
+]
+
+
+@pytest.mark.parametrize(("offset", "length", "expected"), RANGES)
+async def test_range_reads(backend: Backend, offset: int, length: int | None, expected: bytes) -> None:
+    ref = backend.ref("digits")
+    await backend.store.write_raw(ref, b"0123456789")
+    stream = await backend.store.read_raw(ref, offset=offset, length=length)
+    async with stream:
+        if stream.size is not None:
+            assert stream.size == len(expected)
+        assert await stream.read() == expected
+
+
+async def test_range_read_of_large_object(backend: Backend) -> None:
+    ref = backend.ref("big")
+    data = os.urandom(3 * MiB + 17)
+    await backend.store.write_raw(ref, data)
+    assert await read(backend, ref, offset=MiB - 5, length=MiB + 10) == data[MiB - 5 : 2 * MiB + 5]
+
+
+@pytest.mark.parametrize(("offset", "length"), [(-1, None), (0, -1)])
+async def test_bad_ranges(backend: Backend, offset: int, length: int | None) -> None:
+    ref = backend.ref("r")
+    await backend.store.write_raw(ref, b"abc")
+    with pytest.raises(InvalidArgumentError):
+        await backend.store.read_raw(ref, offset=offset, length=length)
+
+
+# -- streaming ---------------------------------------------------------------------------------
+
+
+async def _agen(total: int, chunk: int) -> AsyncIterator[bytes]:
+    sent = 0
+    while sent < total:
+        n = min(chunk, total - sent)
+        yield bytes([sent // chunk % 256]) * n
+        sent += n
+        await asyncio.sleep(0)
+
+
+def _expected(total: int, chunk: int) -> bytes:
+    return b"".join(bytes([i % 256]) * min(chunk, total - i * chunk) for i in range((total + chunk - 1) // chunk))
+
+
+@pytest.mark.parametrize("declared", [False, True])
+async def test_streaming_write_and_read(backend: Backend, declared: bool) -> None:
+    total, chunk = 6 * MiB + 123, 700 * 1024
+    ref = backend.ref("stream")
+    meta = await backend.store.write_raw(ref, _agen(total, chunk), size=total if declared else None)
+    assert meta.size == total
+    stream = await backend.store.read_raw(ref)
+    sizes = []
+    parts = []
+    async with stream:
+        async for piece in stream:
+            sizes.append(len(piece))
+            parts.append(bytes(piece))
+    assert b"".join(parts) == _expected(total, chunk)
+    assert len(sizes) > 1, "a 6 MiB read should arrive in several chunks"
+    assert max(sizes) <= 8 * MiB
+
+
+async def test_write_from_sync_iterable_and_files(backend: Backend, tmp_path: object) -> None:
+    def gen() -> Iterator[bytes]:
+        yield b"ab"
+        yield bytearray(b"cd")
+        yield memoryview(b"ef")
+
+    ref = backend.ref("sync")
+    await backend.store.write_raw(ref, gen())
+    assert await read(backend, ref) == b"abcdef"
+
+    await backend.store.write_raw(ref, io.BytesIO(b"from a file object"))
+    assert await read(backend, ref) == b"from a file object"
+
+    import aiofiles
+
+    path = os.path.join(str(tmp_path), "payload.bin")
+    async with aiofiles.open(path, "wb") as out:
+        await out.write(b"line one\nline two\n" * 1000)
+    async with aiofiles.open(path, "rb") as af:
+        await backend.store.write_raw(ref, af)
+    assert await read(backend, ref) == b"line one\nline two\n" * 1000
+
+
+async def test_stream_longer_than_declared_writes_nothing(backend: Backend) -> None:
+    ref = backend.ref("mismatch")
+    with pytest.raises(SizeMismatchError):
+        await backend.store.write_raw(ref, _agen(1000, 100), size=999)
+    assert not (await backend.store.head(ref)).exists
+    with pytest.raises(SizeMismatchError):
+        await backend.store.write_raw(ref, _agen(1000, 100), size=1001)
+    assert not (await backend.store.head(ref)).exists
+
+
+async def test_failed_write_keeps_previous_object(backend: Backend) -> None:
+    ref = backend.ref("keep")
+    await backend.store.write_raw(ref, b"precious")
+
+    async def broken() -> AsyncIterator[bytes]:
+        yield b"partial data"
+        raise RuntimeError("source failed")
+
+    with pytest.raises(RuntimeError):
+        await backend.store.write_raw(ref, broken())
+    assert await read(backend, ref) == b"precious"
+    with pytest.raises(SizeMismatchError):
+        await backend.store.write_raw(ref, b"0123456789", size=4)
+    assert await read(backend, ref) == b"precious"
+
+
+async def test_cancelled_write_leaves_nothing(backend: Backend) -> None:
+    ref = backend.ref("cancelled")
+    started = asyncio.Event()
+
+    async def slow() -> AsyncIterator[bytes]:
+        yield b"x" * 1024
+        started.set()
+        await asyncio.Event().wait()
+        yield b"never"
+
+    task = asyncio.create_task(backend.store.write_raw(ref, slow()))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not (await backend.store.head(ref)).exists
+    assert [e async for e in backend.store.list(backend.base)] == []
+
+
+@pytest.mark.parametrize("size", [-1, -100])
+async def test_negative_size_is_rejected(backend: Backend, size: int) -> None:
+    with pytest.raises(InvalidArgumentError, match="negative"):
+        await backend.store.write_raw(backend.ref("neg"), b"", size=size)
+
+
+@pytest.mark.parametrize("payload", ["text", 42, object(), [b"ok", "not bytes"]])
+async def test_bad_payloads_are_rejected(backend: Backend, payload: object) -> None:
+    ref = backend.ref("bad-payload")
+    with pytest.raises(InvalidArgumentError):
+        await backend.store.write_raw(ref, payload)
+    assert not (await backend.store.head(ref)).exists
+
+
+async def test_stream_closes_early_without_error(backend: Backend) -> None:
+    ref = backend.ref("early")
+    await backend.store.write_raw(ref, os.urandom(5 * MiB))
+    stream = await backend.store.read_raw(ref)
+    async with stream:
+        first = await stream.__anext__()
+        assert first
+    # Nothing leaks: the store still works for the same object.
+    assert len(await read(backend, ref)) == 5 * MiB
+
+
+# -- conditional create ---------------------------------------------------------------------------
+
+
+async def test_conditional_create(backend: Backend) -> None:
+    ref = backend.ref("once")
+    create = Options(if_not_exists=True)
+    await backend.store.write_raw(ref, b"first", options=create)
+    with pytest.raises(AlreadyExistsError) as info:
+        await backend.store.write_raw(ref, b"second", options=create)
+    assert isinstance(info.value, FileExistsError)
+    assert await read(backend, ref) == b"first"
+
+
+async def test_conditional_create_race_has_one_winner(backend: Backend) -> None:
+    ref = backend.ref("race")
+    create = Options(if_not_exists=True)
+    results = await asyncio.gather(
+        *(backend.store.write_raw(ref, f"writer {i}".encode(), options=create) for i in range(8)),
+        return_exceptions=True,
+    )
+    winners = [r for r in results if not isinstance(r, BaseException)]
+    assert len(winners) == 1
+    assert all(isinstance(r, AlreadyExistsError) for r in results if isinstance(r, BaseException))
+
+
+# -- delete -----------------------------------------------------------------------------------------
+
+
+async def test_delete(backend: Backend) -> None:
+    ref = backend.ref("doomed")
+    await backend.store.write_raw(ref, b"x")
+    await backend.store.delete(ref)
+    assert not (await backend.store.head(ref)).exists
+    with pytest.raises(NotFoundError):
+        await backend.store.read_raw(ref)
+
+
+async def test_delete_missing_raises_not_found(backend: Backend) -> None:
+    with pytest.raises(NotFoundError):
+        await backend.store.delete(backend.ref("never-was"))
+
+
+async def test_delete_leaves_siblings(backend: Backend) -> None:
+    await backend.store.write_raw(backend.ref("d", "a"), b"a")
+    await backend.store.write_raw(backend.ref("d", "b"), b"b")
+    await backend.store.delete(backend.ref("d", "a"))
+    assert await read(backend, backend.ref("d", "b")) == b"b"
+
+
+# -- copy -----------------------------------------------------------------------------------------
+
+
+async def test_copy(backend: Backend) -> None:
+    src, dst = backend.ref("src"), backend.ref("sub", "dst")
+    data = os.urandom(2 * MiB + 3)
+    await backend.store.write_raw(src, data)
+    meta = await backend.store.copy_raw(src, dst)
+    assert meta.size == len(data)
+    assert await read(backend, dst) == data
+    assert await read(backend, src) == data
+
+
+async def test_copy_overwrites_destination(backend: Backend) -> None:
+    src, dst = backend.ref("src"), backend.ref("dst")
+    await backend.store.write_raw(src, b"new")
+    await backend.store.write_raw(dst, b"old content")
+    await backend.store.copy_raw(src, dst)
+    assert await read(backend, dst) == b"new"
+
+
+async def test_copy_missing_source(backend: Backend) -> None:
+    with pytest.raises(NotFoundError):
+        await backend.store.copy_raw(backend.ref("nope"), backend.ref("dst"))
+    assert not (await backend.store.head(backend.ref("dst"))).exists
+
+
+async def test_copy_if_not_exists(backend: Backend) -> None:
+    src, dst = backend.ref("src"), backend.ref("dst")
+    await backend.store.write_raw(src, b"new")
+    await backend.store.write_raw(dst, b"old")
+    with pytest.raises(AlreadyExistsError):
+        await backend.store.copy_raw(src, dst, options=Options(if_not_exists=True))
+    assert await read(backend, dst) == b"old"
+
+
+# -- listing --------------------------------------------------------------------------------------
+
+
+async def _fill(backend: Backend, keys: list[str]) -> None:
+    await asyncio.gather(*(backend.store.write_raw(backend.ref(k), k.encode()) for k in keys))
+
+
+def _keys(backend: Backend, refs: list[str]) -> list[str]:
+    base_key = backend.base.split("://", 1)[1].split("/", 1)[1]
+    out = []
+    for r in refs:
+        key = _split(r)[2]
+        assert key.startswith(base_key + "/"), (r, backend.base)
+        out.append(key[len(base_key) + 1 :])
+    return out
+
+
+def _split(ref: str) -> tuple[str, str, str]:
+    from flytestore import DataReference
+
+    return DataReference(ref).split()
+
+
+async def test_list_is_sorted_recursive_and_directory_aware(backend: Backend) -> None:
+    keys = ["a/1", "a/2", "a/sub/3", "ab/4", "a-c", "b", "a.x"]
+    await _fill(backend, keys)
+    everything = [e async for e in backend.store.list(backend.base)]
+    assert _keys(backend, [e.ref for e in everything]) == sorted(keys)
+    assert [e.size for e in everything] == [len(k) for k in sorted(keys)]
+    under_a = [e.ref async for e in backend.store.list(backend.ref("a"))]
+    assert _keys(backend, under_a) == ["a/1", "a/2", "a/sub/3"]
+    with_slash = [e.ref async for e in backend.store.list(backend.ref("a") + "/")]
+    assert with_slash == under_a
+
+
+async def test_list_pages(backend: Backend) -> None:
+    keys = [f"p/{i:02d}" for i in range(7)]
+    await _fill(backend, keys)
+    cursor = Cursor.start()
+    pages = []
+    while True:
+        refs, cursor = await backend.store.list_page(backend.ref("p"), max_items=3, cursor=cursor)
+        pages.append(_keys(backend, refs))
+        if cursor.is_end():
+            break
+        assert len(pages) < 10
+    assert pages == [keys[0:3], keys[3:6], keys[6:7]]
+    all_refs, end = await backend.store.list_page(backend.ref("p"), max_items=100)
+    assert end == Cursor.end() and len(all_refs) == 7
+
+
+async def test_list_exact_page_boundary_ends(backend: Backend) -> None:
+    await _fill(backend, ["e/1", "e/2"])
+    refs, cursor = await backend.store.list_page(backend.ref("e"), max_items=2)
+    assert len(refs) == 2
+    if not cursor.is_end():
+        more, cursor = await backend.store.list_page(backend.ref("e"), max_items=2, cursor=cursor)
+        assert more == [] and cursor.is_end()
+
+
+async def test_list_empty_prefix(backend: Backend) -> None:
+    refs, cursor = await backend.store.list_page(backend.ref("nothing-here"))
+    assert refs == [] and cursor.is_end()
+    assert [e async for e in backend.store.list(backend.ref("nothing-here"))] == []
+
+
+async def test_list_with_end_cursor_is_an_error(backend: Backend) -> None:
+    with pytest.raises(InvalidArgumentError):
+        await backend.store.list_page(backend.base, cursor=Cursor.end())
+
+
+async def test_list_many_pages(backend: Backend) -> None:
+    keys = [f"m/{i:04d}" for i in range(120)]
+    await _fill(backend, keys)
+    got = [e.ref async for e in backend.store.list(backend.ref("m"), page_size=25)]
+    assert _keys(backend, got) == keys
+
+
+# -- bad references ---------------------------------------------------------------------------------
+
+
+async def test_bad_references(backend: Backend) -> None:
+    store = backend.store
+    for ref in [backend.wrong_scheme_ref, "s3://bucket:abc/key", "gs://bucket/%zz", "://container/path"]:
+        for op in (store.head(ref), store.read_raw(ref), store.write_raw(ref, b"x"), store.delete(ref)):
+            with pytest.raises(InvalidReferenceError):
+                await op
+    container_only = backend.base.split("://")[0] + "://" + backend.base.split("://", 1)[1].split("/", 1)[0]
+    for op in (store.read_raw(container_only), store.write_raw(container_only + "/", b"x")):
+        with pytest.raises(InvalidReferenceError, match="empty key"):
+            await op
+
+
+# -- signed URLs -----------------------------------------------------------------------------------
+
+
+async def test_signed_urls(backend: Backend) -> None:
+    ref = backend.ref("signed")
+    await backend.store.write_raw(ref, b"x")
+    props = SignedURLProperties(scope="GET")
+    if not backend.signed_urls:
+        with pytest.raises(UnsupportedError):
+            await backend.store.create_signed_url(ref, props)
+        return
+    signed = await backend.store.create_signed_url(ref, props)
+    assert signed.url.startswith("http")
+
+
+# -- concurrency -----------------------------------------------------------------------------------
+
+
+async def test_many_concurrent_operations(backend: Backend) -> None:
+    refs = [backend.ref("c", f"{i}") for i in range(64)]
+    await asyncio.gather(*(backend.store.write_raw(r, r.encode()) for r in refs))
+    bodies = await asyncio.gather(*(read(backend, r) for r in refs))
+    assert bodies == [r.encode() for r in refs]
+    await asyncio.gather(*(backend.store.delete(r) for r in refs))
+    assert [e async for e in backend.store.list(backend.ref("c"))] == []
+
+
+async def test_byte_stream_is_a_context_manager_and_iterator(backend: Backend) -> None:
+    ref = backend.ref("cm")
+    await backend.store.write_raw(ref, b"abc")
+    stream = await backend.store.read_raw(ref)
+    assert isinstance(stream, ByteStream)
+    async with stream as s:
+        assert b"".join([bytes(c) async for c in s]) == b"abc"

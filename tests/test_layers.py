@@ -1,0 +1,310 @@
+"""Cache, limit and routing layers, each over a real MemoryStore."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from flytestore import (
+    CachedStore,
+    ExceedsLimitError,
+    InvalidReferenceError,
+    LimitedStore,
+    MemoryStore,
+    Metadata,
+    NotFoundError,
+    RawStore,
+    RoutingStore,
+    Scope,
+    is_exceeds_limit,
+)
+from flytestore.rawstore import ByteStream
+
+MiB = 1024 * 1024
+
+
+def scope() -> Scope:
+    return Scope("test:storage", registry=CollectorRegistry())
+
+
+class CountingStore(MemoryStore):
+    """A MemoryStore that counts backend calls, to see what the cache spares."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+        self.heads = 0
+        self.unknown_size = False
+
+    async def read_raw(self, ref: str, *, offset: int = 0, length: int | None = None) -> ByteStream:
+        self.reads += 1
+        stream = await super().read_raw(ref, offset=offset, length=length)
+        if self.unknown_size:
+            return ByteStream(stream.__aiter__(), metadata=stream.metadata)
+        return stream
+
+    async def head(self, ref: str) -> Metadata:
+        self.heads += 1
+        return await super().head(ref)
+
+
+# -- cache ------------------------------------------------------------------------------------------
+
+
+async def test_cache_serves_second_read_without_backend() -> None:
+    backend = CountingStore()
+    s = scope()
+    cache = CachedStore(backend, max_size_mbs=1, scope=s)
+    await backend.write_raw("mem://c/k", b"v" * 100)
+    assert await (await cache.read_raw("mem://c/k")).read() == b"v" * 100
+    assert await (await cache.read_raw("mem://c/k")).read() == b"v" * 100
+    assert backend.reads == 1
+    assert cache.hits.value == 1 and cache.misses.value == 1
+    head = await cache.head("mem://c/k")
+    assert head.exists and head.size == 100 and backend.heads == 0
+
+
+async def test_cache_admission_rule_is_flytes() -> None:
+    cache = CachedStore(MemoryStore(), max_size_mbs=1, scope=scope())
+    # 1 MiB cache: an entry may hold len(key) + len(value) <= 1024 - 24 bytes.
+    ref = "mem://c/k"
+    limit = 1024 - 24 - len(ref)
+    assert cache.admits(ref, limit)
+    assert not cache.admits(ref, limit + 1)
+    await cache.write_raw(ref, b"x" * (limit + 1))
+    assert len(cache) == 0 and cache.write_errors.value == 1
+    await cache.write_raw(ref, b"x" * limit)
+    assert len(cache) == 1
+
+
+async def test_cache_minimum_capacity_and_long_keys() -> None:
+    cache = CachedStore(MemoryStore(), max_size_mbs=0.01, scope=scope())
+    assert cache.capacity == 512 * 1024
+    big = CachedStore(MemoryStore(), max_size_mbs=1024, scope=scope())
+    assert not big.admits("mem://c/" + "k" * 70000, 1)
+
+
+async def test_oversize_rewrite_does_not_leave_stale_value() -> None:
+    """Go keeps the old entry when the new value is too big (FLYTE_BEHAVIOUR §16.3); we do not."""
+    backend = CountingStore()
+    cache = CachedStore(backend, max_size_mbs=1, scope=scope())
+    await cache.write_raw("mem://c/k", b"small")
+    await cache.write_raw("mem://c/k", b"L" * 5000)
+    assert await (await cache.read_raw("mem://c/k")).read() == b"L" * 5000
+
+
+async def test_copy_and_delete_invalidate() -> None:
+    cache = CachedStore(MemoryStore(), max_size_mbs=1, scope=scope())
+    await cache.write_raw("mem://c/src", b"new")
+    await cache.write_raw("mem://c/dst", b"old")
+    assert await (await cache.read_raw("mem://c/dst")).read() == b"old"
+    await cache.copy_raw("mem://c/src", "mem://c/dst")
+    assert await (await cache.read_raw("mem://c/dst")).read() == b"new"
+    await cache.delete("mem://c/dst")
+    with pytest.raises(NotFoundError):
+        await cache.read_raw("mem://c/dst")
+    assert not (await cache.head("mem://c/dst")).exists
+
+
+async def test_large_read_bypasses_cache_but_returns_bytes() -> None:
+    backend = CountingStore()
+    cache = CachedStore(backend, max_size_mbs=1, scope=scope())
+    await backend.write_raw("mem://c/big", b"b" * 1500 * 1024)
+    for _ in range(2):
+        assert len(await (await cache.read_raw("mem://c/big")).read()) == 1500 * 1024
+    assert backend.reads == 2 and len(cache) == 0
+    assert cache.write_errors.value == 2
+
+
+async def test_unknown_size_read_is_teed_into_cache() -> None:
+    backend = CountingStore()
+    backend.unknown_size = True
+    cache = CachedStore(backend, max_size_mbs=1, scope=scope())
+    await backend.write_raw("mem://c/k", b"abc")
+    assert await (await cache.read_raw("mem://c/k")).read() == b"abc"
+    assert await (await cache.read_raw("mem://c/k")).read() == b"abc"
+    assert backend.reads == 1
+
+
+async def test_streamed_write_is_cached_when_small() -> None:
+    backend = CountingStore()
+    cache = CachedStore(backend, max_size_mbs=1, scope=scope())
+
+    async def gen() -> AsyncIterator[bytes]:
+        yield b"ab"
+        yield b"cd"
+
+    await cache.write_raw("mem://c/k", gen())
+    assert await (await cache.read_raw("mem://c/k")).read() == b"abcd"
+    assert backend.reads == 0
+
+
+async def test_cache_is_byte_bounded_lru() -> None:
+    cache = CachedStore(MemoryStore(), max_size_mbs=0.5, scope=scope())  # 512 KiB, entries <= 488 B
+    value = b"v" * 400
+    for i in range(2000):
+        await cache.write_raw(f"mem://c/{i:05d}", value)
+    assert cache.used_bytes <= cache.capacity
+    assert 1000 < len(cache) < 2000
+    assert await (await cache.read_raw("mem://c/01999")).read() == value  # newest kept
+    hits = cache.hits.value
+    await (await cache.read_raw("mem://c/00000")).read()  # oldest evicted
+    assert cache.hits.value == hits
+
+
+async def test_read_racing_with_write_does_not_cache_stale_value() -> None:
+    gate = asyncio.Event()
+
+    class SlowStore(MemoryStore):
+        async def read_raw(self, ref: str, *, offset: int = 0, length: int | None = None) -> ByteStream:
+            stream = await super().read_raw(ref, offset=offset, length=length)
+            data = await stream.read()
+            await gate.wait()  # the old value is in hand; a write lands meanwhile
+            return ByteStream.from_bytes(data)
+
+    cache = CachedStore(SlowStore(), max_size_mbs=1, scope=scope())
+    await cache.inner.write_raw("mem://c/k", b"old")
+    reader = asyncio.create_task(cache.read_raw("mem://c/k"))
+    await asyncio.sleep(0)
+    await cache.write_raw("mem://c/k", b"new")
+    gate.set()
+    assert await (await reader).read() == b"old"
+    assert await (await cache.read_raw("mem://c/k")).read() == b"new"
+
+
+async def test_cache_range_reads() -> None:
+    backend = CountingStore()
+    cache = CachedStore(backend, max_size_mbs=1, scope=scope())
+    await cache.write_raw("mem://c/k", b"0123456789")
+    assert await (await cache.read_raw("mem://c/k", offset=2, length=3)).read() == b"234"
+    assert backend.reads == 0
+
+
+# -- limits -----------------------------------------------------------------------------------------
+
+
+async def test_limit_refuses_before_first_byte() -> None:
+    backend = MemoryStore()
+    store = LimitedStore(backend)  # default 2 MiB
+    await backend.write_raw("mem://c/big", b"x" * (2 * MiB + 1))
+    with pytest.raises(ExceedsLimitError) as info:
+        await store.read_raw("mem://c/big")
+    err = info.value
+    assert is_exceeds_limit(err)
+    assert err.size == 2 * MiB + 1 and err.limit == 2 * MiB
+    assert "2.000001mb > 2mb" in str(err) and "maxDownloadMBs" in str(err)
+    await backend.write_raw("mem://c/ok", b"x" * (2 * MiB))
+    assert len(await (await store.read_raw("mem://c/ok")).read()) == 2 * MiB
+
+
+async def test_limit_zero_is_unlimited_and_limits_are_per_store() -> None:
+    backend = MemoryStore()
+    await backend.write_raw("mem://c/big", b"x" * (3 * MiB))
+    unlimited = LimitedStore(backend, max_download_mbs=0)
+    strict = LimitedStore(backend, max_download_mbs=1)
+    assert len(await (await unlimited.read_raw("mem://c/big")).read()) == 3 * MiB
+    with pytest.raises(ExceedsLimitError):
+        await strict.read_raw("mem://c/big")
+
+
+async def test_limit_applies_to_range_length() -> None:
+    backend = MemoryStore()
+    await backend.write_raw("mem://c/big", b"x" * (3 * MiB))
+    store = LimitedStore(backend, max_download_mbs=1)
+    assert len(await (await store.read_raw("mem://c/big", offset=0, length=MiB)).read()) == MiB
+
+
+async def test_limit_aborts_unknown_size_stream_mid_way() -> None:
+    backend = CountingStore()
+    backend.unknown_size = True
+    await backend.write_raw("mem://c/big", b"x" * (3 * MiB))
+    store = LimitedStore(backend, max_download_mbs=2)
+    stream = await store.read_raw("mem://c/big")
+    got = 0
+    with pytest.raises(ExceedsLimitError):
+        async for chunk in stream:
+            got += len(chunk)
+    assert got <= 2 * MiB
+
+
+def test_negative_limit_is_rejected() -> None:
+    with pytest.raises(ValueError):
+        LimitedStore(MemoryStore(), max_download_mbs=-1)
+
+
+# -- routing ----------------------------------------------------------------------------------------
+
+
+class CountingFactory:
+    def __init__(self) -> None:
+        self.created: list[str] = []
+
+    def cache_key(self, scheme: str, ref: str) -> str | None:
+        return scheme if scheme in ("mem", "other") else None
+
+    async def create(self, scheme: str, ref: str) -> RawStore:
+        await asyncio.sleep(0.01)  # a slow dial widens the race window
+        self.created.append(scheme)
+        store = MemoryStore()
+        store.schemes = (scheme,)
+        return store
+
+
+async def test_routing_by_scheme_and_fallback_to_primary() -> None:
+    primary = MemoryStore(container="c")
+    primary.schemes = ("prim",)
+    factory = CountingFactory()
+    router = RoutingStore(primary, ("prim",), factory)
+    await router.write_raw("prim://c/a", b"primary")
+    await router.write_raw("other://c/a", b"other")
+    assert await (await router.read_raw("prim://c/a")).read() == b"primary"
+    assert await (await router.read_raw("other://c/a")).read() == b"other"
+    assert factory.created == ["other"]
+    # Unknown schemes and unparsable references go to the primary, which judges them.
+    with pytest.raises(InvalidReferenceError):
+        await router.head("https://c/a")
+    assert router.base_container == "prim://c"
+
+
+async def test_backend_built_once_under_concurrent_first_use() -> None:
+    factory = CountingFactory()
+    router = RoutingStore(MemoryStore(), ("mem",), factory)
+    await asyncio.gather(*(router.write_raw(f"other://c/{i}", b"x") for i in range(50)))
+    assert factory.created == ["other"]
+    refs, _ = await router.list_page("other://c")
+    assert len(refs) == 50
+
+
+async def test_failed_creation_is_retried() -> None:
+    class Flaky(CountingFactory):
+        fail = True
+
+        async def create(self, scheme: str, ref: str) -> RawStore:
+            if self.fail:
+                self.fail = False
+                raise ConnectionError("dial failed")
+            return await super().create(scheme, ref)
+
+    router = RoutingStore(MemoryStore(), ("mem",), Flaky())
+    with pytest.raises(ConnectionError):
+        await router.head("other://c/x")
+    assert not (await router.head("other://c/x")).exists
+
+
+async def test_cross_scheme_copy_streams() -> None:
+    factory = CountingFactory()
+    router = RoutingStore(MemoryStore(), ("mem",), factory)
+    await router.write_raw("mem://c/src", b"payload" * 1000)
+    await router.copy_raw("mem://c/src", "other://c/dst")
+    assert await (await router.read_raw("other://c/dst")).read() == b"payload" * 1000
+
+
+async def test_no_primary_and_unknown_scheme_is_a_clear_error() -> None:
+    router = RoutingStore(None, (), CountingFactory())
+    with pytest.raises(InvalidReferenceError, match="no store serves"):
+        await router.head("gopher://c/k")
+    with pytest.raises(InvalidReferenceError, match="no store serves"):
+        await router.head("/no/scheme")
