@@ -4,8 +4,10 @@
 
 Method: each figure is timed over a batch of operations on one event loop after a warm-up
 batch; the batch is repeated and the median (with min and max) is reported. Cache timings read
-through ``CachedStore.read_raw(...).read()``; the overhead compares the same 1 KiB
-write-then-read round trip on a bare MemoryStore and through ``DataStore(Config(type="mem"))``.
+through ``CachedStore.read_raw(...).read()``. The overhead compares the same 1 KiB
+write-then-read round trip on a bare MemoryStore and through ``DataStore(Config(type="mem"))``
+(default 2 MiB limit, no cache), reading whole objects (``read_bytes``) and through a stream
+(``read_raw`` then ``read``), the bare and DataStore batches interleaved.
 """
 
 from __future__ import annotations
@@ -64,31 +66,40 @@ async def bench(repeat: int) -> dict[str, object]:
 
     results["cache_miss_then_fill"] = summary(await timed(50_000, miss, repeat))
 
-    # Layer overhead: 1 KiB write + read round trip.
+    # Layer overhead: the same 1 KiB write-then-read round trip on a bare MemoryStore and through
+    # a DataStore, once reading whole objects (read_bytes) and once through a stream.
     bare = MemoryStore()
-
-    async def bare_round_trip(i: int) -> bytes:
-        ref = keys[i % 1000]
-        await bare.write_raw(ref, value)
-        return await (await bare.read_raw(ref)).read()
-
     async with DataStore(Config(type="mem"), scope=Scope("bench2", registry=CollectorRegistry())) as store:
+        pairs = {
+            "read_bytes": (bare.read_bytes, store.read_bytes),
+            "read_raw": (bare.read_raw, store.read_raw),
+        }
+        for mode, (bare_read, store_read) in pairs.items():
 
-        async def store_round_trip(i: int) -> bytes:
-            ref = keys[i % 1000]
-            await store.write_raw(ref, value)
-            return await store.read_bytes(ref)
+            async def bare_rt(i: int, read: Callable[[str], Awaitable[object]] = bare_read, mode: str = mode) -> object:
+                ref = keys[i % 1000]
+                await bare.write_raw(ref, value)
+                got = await read(ref)
+                return await got.read() if mode == "read_raw" else got  # type: ignore[attr-defined]
 
-        # Interleave the two so drift in machine load hits both alike.
-        bare_s: list[float] = []
-        store_s: list[float] = []
-        for _ in range(repeat):
-            bare_s += await timed(50_000, bare_round_trip, 1)
-            store_s += await timed(50_000, store_round_trip, 1)
-    b, s = summary(bare_s), summary(store_s)
-    results["round_trip_bare_memory"] = b
-    results["round_trip_datastore"] = s
-    results["layer_overhead_pct"] = (s["median_us"] / b["median_us"] - 1) * 100
+            async def store_rt(
+                i: int, read: Callable[[str], Awaitable[object]] = store_read, mode: str = mode
+            ) -> object:
+                ref = keys[i % 1000]
+                await store.write_raw(ref, value)
+                got = await read(ref)
+                return await got.read() if mode == "read_raw" else got  # type: ignore[attr-defined]
+
+            # Interleave the two so drift in machine load hits both alike.
+            bare_s: list[float] = []
+            store_s: list[float] = []
+            for _ in range(repeat):
+                bare_s += await timed(50_000, bare_rt, 1)
+                store_s += await timed(50_000, store_rt, 1)
+            b, s = summary(bare_s), summary(store_s)
+            results[f"round_trip_{mode}_bare_memory"] = b
+            results[f"round_trip_{mode}_datastore"] = s
+            results[f"layer_overhead_{mode}_pct"] = (s["median_us"] / b["median_us"] - 1) * 100
     results["machine"] = {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -109,7 +120,9 @@ def main() -> None:
             print(
                 f"{name:28s} median {value['median_us']:7.2f} us  [{value['min_us']:.2f}..{value['max_us']:.2f}]{extra}"
             )
-    print(f"{'layer_overhead_pct':28s} {results['layer_overhead_pct']:+.1f}%")
+    for name, value in results.items():
+        if name.startswith("layer_overhead"):
+            print(f"{name:34s} {value:+.1f}%")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

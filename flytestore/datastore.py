@@ -14,9 +14,9 @@ import asyncio
 import builtins
 import contextlib
 import gc
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Coroutine
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 
@@ -67,8 +67,9 @@ class _Stack:
         if self.retired is not None and not self.inflight:
             self.retired.set()
 
-    async def close_when_idle(self) -> None:
+    async def close_when_idle(self, grace: float) -> None:
         self.retired = asyncio.Event()
+        await asyncio.sleep(grace)
         if self.inflight:
             await self.retired.wait()
         await self.close()
@@ -106,6 +107,9 @@ def _apply_gc_percent(percent: int) -> None:
 class DataStore:
     """References, raw bytes, protobuf messages and metrics over one configured stack."""
 
+    #: Seconds a replaced stack stays open after refresh_config for short operations to finish.
+    refresh_grace = 60.0
+
     def __init__(self, config: Config | None = None, *, scope: Scope | None = None) -> None:
         self.config = config if config is not None else Config(type="mem")
         self.scope = scope if scope is not None else Scope("flyte:storage")
@@ -126,12 +130,13 @@ class DataStore:
                 if self._stack is None:
                     stack = _assemble(self.config, self.scope)
                     await stack.top.open()
-                    self._stack = stack
+                    self._use(stack)
         return self
 
     async def aclose(self) -> None:
         """Close every backend; operations still running on them will fail."""
-        stack, self._stack = self._stack, None
+        stack = self._stack
+        self._use(None)
         tasks = list(self._retiring)
         if stack is not None:
             await stack.close()
@@ -152,16 +157,30 @@ class DataStore:
     async def refresh_config(self, config: Config) -> None:
         """Rebuild the stack from ``config`` in place, keeping the metrics.
 
-        Operations already running finish on the old stack, which is closed once they (and the
-        streams they returned) are done.
+        Operations already running finish on the old stack. It is closed once the long-running
+        ones (open streams, streaming writes, copies, listings) are done and at least
+        ``refresh_grace`` seconds have passed, which covers the short, untracked ones.
         """
         new = _assemble(config, self.scope)
         await new.top.open()
-        old, self._stack, self.config = self._stack, new, config
+        old, self.config = self._stack, config
+        self._use(new)
         if old is not None:
-            task = asyncio.create_task(old.close_when_idle())
+            task = asyncio.create_task(old.close_when_idle(self.refresh_grace))
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
+
+    #: Short operations bound straight to the current stack's methods while the store is open.
+    _BOUND = ("head", "read_bytes", "list_page", "delete", "create_signed_url")
+    _BOUND_TOP = ("read_protobuf", "write_protobuf")
+
+    def _use(self, stack: _Stack | None) -> None:
+        self._stack = stack
+        for name in (*self._BOUND, *self._BOUND_TOP):
+            if stack is None:
+                self.__dict__.pop(name, None)
+            else:
+                setattr(self, name, getattr(stack.raw if name in self._BOUND else stack.top, name))
 
     def _current(self) -> _Stack:
         stack = self._stack
@@ -169,11 +188,10 @@ class DataStore:
             raise StorageError("the DataStore is not open: use `async with DataStore(config) as store`")
         return stack
 
-    async def _run(self, call: Callable[[ProtobufStore], Awaitable[T]]) -> T:
-        stack = self._current()
+    async def _tracked(self, stack: _Stack, call: Awaitable[T]) -> T:
         stack.inflight += 1
         try:
-            return await call(stack.top)
+            return await call
         finally:
             stack.release()
 
@@ -197,15 +215,15 @@ class DataStore:
         return self._current().router
 
     # -- raw bytes ------------------------------------------------------------------------------
-    async def head(self, ref: str) -> Metadata:
-        stack = self._current()
-        stack.inflight += 1
-        try:
-            return await stack.raw.head(ref)
-        finally:
-            stack.release()
+    # Short operations are bound to the stack's own methods while open (see _use), so they cost
+    # no call of their own: the definitions here serve a closed store and document the API. Long
+    # ones (streams, streaming writes, copies, listings) are counted so that refresh_config
+    # closes an old stack only after they finish.
+    def head(self, ref: str) -> Coroutine[Any, Any, Metadata]:
+        """Metadata of ``ref``; ``Metadata(exists=False)`` when it does not exist."""
+        return self._current().raw.head(ref)
 
-    async def read_raw(self, ref: str, *, offset: int = 0, length: int | None = None) -> ByteStream:
+    async def read_raw(self, ref: str, offset: int = 0, length: int | None = None) -> ByteStream:
         """Open a read; the download limit is checked before the first byte when the size is known."""
         stack = self._current()
         stack.inflight += 1
@@ -214,28 +232,24 @@ class DataStore:
         except BaseException:
             stack.release()
             raise
-        return _release_on_close(stream, stack)
+        stream.on_close(stack.release)
+        return stream
 
-    async def read_bytes(self, ref: str, *, offset: int = 0, length: int | None = None) -> bytes:
-        """The whole object (or range) as bytes; the download limit applies."""
-        stack = self._current()
-        stack.inflight += 1
-        try:
-            stream = await stack.raw.read_raw(ref, offset=offset, length=length)
-            return await stream.read()
-        finally:
-            stack.release()
+    def read_bytes(
+        self, ref: str, offset: int = 0, length: int | None = None, max_size: int | None = None
+    ) -> Coroutine[Any, Any, bytes]:
+        """The whole object (or range) as bytes; the download limit (and ``max_size``) applies."""
+        return self._current().raw.read_bytes(ref, offset, length, max_size)
 
-    async def write_raw(
-        self, ref: str, data: Payload, *, size: int | None = None, options: Options | None = None
-    ) -> Metadata:
+    def write_raw(
+        self, ref: str, data: Payload, size: int | None = None, options: Options | None = None
+    ) -> Coroutine[Any, Any, Metadata]:
         """Store ``data`` (bytes, (async) iterable of bytes, or a binary file object) at ``ref``."""
-        stack = self._current()
-        stack.inflight += 1
-        try:
-            return await stack.raw.write_raw(ref, data, size=size, options=options)
-        finally:
-            stack.release()
+        stack = self._stack or self._current()
+        if type(data) is bytes:
+            return stack.raw.write_raw(ref, data, size, options)
+        call = stack.raw.write_raw(ref, data, size, options)
+        return call if isinstance(data, (bytearray, memoryview)) else self._tracked(stack, call)
 
     async def list(self, ref: str, *, page_size: int = 1000) -> AsyncIterator[ListEntry]:
         """Every object under ``ref`` (recursive, in key order), fetched page by page."""
@@ -249,30 +263,26 @@ class DataStore:
 
     def list_page(
         self, ref: str, *, max_items: int = 1000, cursor: Cursor | None = None
-    ) -> Awaitable[tuple[builtins.list[DataReference], Cursor]]:
+    ) -> Coroutine[Any, Any, tuple[builtins.list[DataReference], Cursor]]:
         """One page of references and the cursor to pass back; ``Cursor.end()`` when exhausted."""
-        return self._run(lambda top: top.list_page(ref, max_items=max_items, cursor=cursor))
+        return self._current().raw.list_page(ref, max_items=max_items, cursor=cursor)
 
-    def delete(self, ref: str) -> Awaitable[None]:
+    def delete(self, ref: str) -> Coroutine[Any, Any, None]:
         """Delete one object; ``NotFoundError`` when it does not exist."""
-        return self._run(lambda top: top.delete(ref))
+        return self._current().raw.delete(ref)
 
-    def copy_raw(self, src: str, dst: str, *, options: Options | None = None) -> Awaitable[Metadata]:
+    def copy_raw(self, src: str, dst: str, *, options: Options | None = None) -> Coroutine[Any, Any, Metadata]:
         """Copy an object, server-side within a backend and streamed across backends."""
-        return self._run(lambda top: top.copy_raw(src, dst, options=options))
+        stack = self._current()
+        return self._tracked(stack, stack.raw.copy_raw(src, dst, options=options))
 
-    def create_signed_url(self, ref: str, props: SignedURLProperties) -> Awaitable[SignedURLResponse]:
-        return self._run(lambda top: top.create_signed_url(ref, props))
+    def create_signed_url(self, ref: str, props: SignedURLProperties) -> Coroutine[Any, Any, SignedURLResponse]:
+        return self._current().raw.create_signed_url(ref, props)
 
     # -- protobuf -------------------------------------------------------------------------------
-    def read_protobuf(self, ref: str, msg: M) -> Awaitable[M]:
+    def read_protobuf(self, ref: str, msg: M) -> Coroutine[Any, Any, M]:
         """Read ``ref`` into ``msg`` and return it; ``CorruptObjectError`` if it does not parse."""
-        return self._run(lambda top: top.read_protobuf(ref, msg))
+        return self._current().top.read_protobuf(ref, msg)
 
-    def write_protobuf(self, ref: str, msg: Message, options: Options | None = None) -> Awaitable[Metadata]:
-        return self._run(lambda top: top.write_protobuf(ref, msg, options))
-
-
-def _release_on_close(stream: ByteStream, stack: _Stack) -> ByteStream:
-    stream.on_close(stack.release)
-    return stream
+    def write_protobuf(self, ref: str, msg: Message, options: Options | None = None) -> Coroutine[Any, Any, Metadata]:
+        return self._current().top.write_protobuf(ref, msg, options)

@@ -40,6 +40,7 @@ __all__ = [
     "StorageError",
     "TransientError",
     "UnsupportedError",
+    "check_size",
     "failure_type",
     "is_exceeds_limit",
     "is_exists",
@@ -80,6 +81,12 @@ class ExceedsLimitError(StorageError):
             f"limit exceeded{where}. {_mb(size)}mb > {_mb(limit)}mb. You can increase the limit "
             "by setting limits.maxDownloadMBs (max_download_mbs) in the storage config; 0 disables it."
         )
+
+
+def check_size(size: int, limit: int | None, reference: str) -> None:
+    """Raise ``ExceedsLimitError`` when ``size`` passes a non-zero ``limit``."""
+    if limit and size > limit:
+        raise ExceedsLimitError(size, limit, reference)
 
 
 def _mb(n: int) -> str:

@@ -41,8 +41,7 @@ class ProtobufStore(Layer):
             raise InvalidArgumentError(f"read_protobuf needs a protobuf Message to fill, got {type(msg).__name__}")
         start = time.perf_counter()
         try:
-            stream = await self.inner.read_raw(ref)
-            data = await stream.read()
+            data = await self.inner.read_bytes(ref)
         except StorageError:
             self.read_failures.inc()
             raise

@@ -19,6 +19,7 @@ from types import MappingProxyType, TracebackType
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from .errors import (
+    ExceedsLimitError,
     InvalidArgumentError,
     InvalidReferenceError,
     NotFoundError,
@@ -41,6 +42,7 @@ __all__ = [
     "SignedURLProperties",
     "SignedURLResponse",
     "check_range",
+    "enforce_limit",
     "iter_payload",
     "payload_size",
     "read_payload",
@@ -445,10 +447,18 @@ class RawStore(Protocol):
 
     async def head(self, ref: str) -> Metadata: ...
 
-    async def read_raw(self, ref: str, *, offset: int = 0, length: int | None = None) -> ByteStream: ...
+    async def read_raw(self, ref: str, offset: int = 0, length: int | None = None) -> ByteStream: ...
+
+    async def read_bytes(
+        self, ref: str, offset: int = 0, length: int | None = None, max_size: int | None = None
+    ) -> bytes:
+        """The whole object (or range) at once: ``read_raw`` then ``read``, which layers and
+        stores that hold bytes already can answer without building a stream. With ``max_size``,
+        a larger object raises ``ExceedsLimitError`` before it is downloaded."""
+        ...
 
     async def write_raw(
-        self, ref: str, data: Payload, *, size: int | None = None, options: Options | None = None
+        self, ref: str, data: Payload, size: int | None = None, options: Options | None = None
     ) -> Metadata: ...
 
     def list(self, ref: str, *, page_size: int = 1000) -> AsyncIterator[ListEntry]: ...
@@ -530,13 +540,19 @@ class BaseStore:
     async def head(self, ref: str) -> Metadata:
         raise NotImplementedError
 
-    async def read_raw(self, ref: str, *, offset: int = 0, length: int | None = None) -> ByteStream:
+    async def read_raw(self, ref: str, offset: int = 0, length: int | None = None) -> ByteStream:
         raise NotImplementedError
 
     async def write_raw(
-        self, ref: str, data: Payload, *, size: int | None = None, options: Options | None = None
+        self, ref: str, data: Payload, size: int | None = None, options: Options | None = None
     ) -> Metadata:
         raise NotImplementedError
+
+    async def read_bytes(
+        self, ref: str, offset: int = 0, length: int | None = None, max_size: int | None = None
+    ) -> bytes:
+        stream = await self.read_raw(ref, offset, length)
+        return await (await enforce_limit(stream, max_size, ref)).read()
 
     async def delete(self, ref: str) -> None:
         raise NotImplementedError
@@ -585,6 +601,28 @@ class BaseStore:
     async def create_signed_url(self, ref: str, props: SignedURLProperties) -> SignedURLResponse:
         self.locate(ref)
         raise UnsupportedError(f"signed URLs are unsupported by {type(self).__name__}")
+
+
+async def enforce_limit(stream: ByteStream, limit: int | None, ref: str) -> ByteStream:
+    """``stream`` refused (closed, ``ExceedsLimitError``) when its known size passes ``limit``,
+    or cut off with that error as soon as it does when the size is unknown."""
+    if not limit:
+        return stream
+    if stream.size is not None:
+        if stream.size > limit:
+            await stream.aclose()
+            raise ExceedsLimitError(stream.size, limit, ref)
+        return stream
+    return ByteStream(_capped(stream, limit, ref), metadata=stream.metadata, close=stream.aclose)
+
+
+async def _capped(stream: ByteStream, limit: int, ref: str) -> AsyncIterator[BytesLike]:
+    seen = 0
+    async for chunk in stream:
+        seen += len(chunk)
+        if seen > limit:
+            raise ExceedsLimitError(seen, limit, ref)
+        yield chunk
 
 
 async def stream_copy(

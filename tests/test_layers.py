@@ -39,7 +39,7 @@ class CountingStore(MemoryStore):
         self.heads = 0
         self.unknown_size = False
 
-    async def read_raw(self, ref: str, *, offset: int = 0, length: int | None = None) -> ByteStream:
+    async def read_raw(self, ref: str, offset: int = 0, length: int | None = None) -> ByteStream:
         self.reads += 1
         stream = await super().read_raw(ref, offset=offset, length=length)
         if self.unknown_size:
@@ -159,7 +159,7 @@ async def test_read_racing_with_write_does_not_cache_stale_value() -> None:
     gate = asyncio.Event()
 
     class SlowStore(MemoryStore):
-        async def read_raw(self, ref: str, *, offset: int = 0, length: int | None = None) -> ByteStream:
+        async def read_raw(self, ref: str, offset: int = 0, length: int | None = None) -> ByteStream:
             stream = await super().read_raw(ref, offset=offset, length=length)
             data = await stream.read()
             await gate.wait()  # the old value is in hand; a write lands meanwhile

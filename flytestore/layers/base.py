@@ -1,7 +1,8 @@
 """Layer: a RawStore that delegates every operation to an inner RawStore.
 
-Pass-through methods are plain functions returning the inner coroutine, so a layer that does
-not touch an operation adds a function call, not a coroutine frame, to it.
+For each operation a subclass does not override, the constructor binds the inner store's method
+onto the instance, so an untouched operation costs nothing per call (the methods below document
+the delegation and serve when a subclass calls ``super()``).
 """
 
 from __future__ import annotations
@@ -26,9 +27,28 @@ from ..reference import DataReference
 __all__ = ["Layer"]
 
 
+_DELEGATED = (
+    "open",
+    "aclose",
+    "head",
+    "read_raw",
+    "read_bytes",
+    "write_raw",
+    "list",
+    "list_page",
+    "delete",
+    "copy_raw",
+    "create_signed_url",
+)
+
+
 class Layer:
     def __init__(self, inner: RawStore) -> None:
         self.inner = inner
+        cls = type(self)
+        for name in _DELEGATED:
+            if getattr(cls, name) is getattr(Layer, name):
+                setattr(self, name, getattr(inner, name))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.inner!r})"
@@ -46,11 +66,16 @@ class Layer:
     def head(self, ref: str) -> Coroutine[Any, Any, Metadata]:
         return self.inner.head(ref)
 
-    def read_raw(self, ref: str, *, offset: int = 0, length: int | None = None) -> Coroutine[Any, Any, ByteStream]:
+    def read_raw(self, ref: str, offset: int = 0, length: int | None = None) -> Coroutine[Any, Any, ByteStream]:
         return self.inner.read_raw(ref, offset=offset, length=length)
 
+    def read_bytes(
+        self, ref: str, offset: int = 0, length: int | None = None, max_size: int | None = None
+    ) -> Coroutine[Any, Any, bytes]:
+        return self.inner.read_bytes(ref, offset, length, max_size)
+
     def write_raw(
-        self, ref: str, data: Payload, *, size: int | None = None, options: Options | None = None
+        self, ref: str, data: Payload, size: int | None = None, options: Options | None = None
     ) -> Coroutine[Any, Any, Metadata]:
         return self.inner.write_raw(ref, data, size=size, options=options)
 

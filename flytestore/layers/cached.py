@@ -18,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ..errors import check_size
 from ..metrics import Scope
 from ..rawstore import (
     BytesLike,
@@ -26,6 +27,7 @@ from ..rawstore import (
     Options,
     Payload,
     RawStore,
+    enforce_limit,
     iter_payload,
     payload_size,
 )
@@ -141,7 +143,22 @@ class CachedStore(Layer):
             return entry[1]
         return await self.inner.head(ref)
 
-    async def read_raw(self, ref: str, *, offset: int = 0, length: int | None = None) -> ByteStream:
+    async def read_bytes(
+        self, ref: str, offset: int = 0, length: int | None = None, max_size: int | None = None
+    ) -> bytes:
+        entry = self._entries.get(ref)
+        if entry is not None:
+            self._entries.move_to_end(ref)
+            self.hits.value += 1
+            data = entry[0]
+            if offset or length is not None:
+                data = data[offset : None if length is None else offset + length]
+            check_size(len(data), max_size, ref)
+            return data
+        stream = await self.read_raw(ref, offset, length)
+        return await (await enforce_limit(stream, max_size, ref)).read()
+
+    async def read_raw(self, ref: str, offset: int = 0, length: int | None = None) -> ByteStream:
         entry = self._hit(ref)
         if entry is not None:
             data, meta = entry
@@ -197,7 +214,7 @@ class CachedStore(Layer):
             self._end_fill(ref, fill, data, meta)
 
     async def write_raw(
-        self, ref: str, data: Payload, *, size: int | None = None, options: Options | None = None
+        self, ref: str, data: Payload, size: int | None = None, options: Options | None = None
     ) -> Metadata:
         self.invalidate(ref)
         fill = self._begin_fill(ref)

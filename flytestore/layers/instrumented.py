@@ -52,11 +52,16 @@ class InstrumentedStore(Layer):
     def head(self, ref: str) -> Coroutine[Any, Any, Metadata]:
         return self._timed("head", self.inner.head(ref))
 
-    def read_raw(self, ref: str, *, offset: int = 0, length: int | None = None) -> Coroutine[Any, Any, ByteStream]:
+    def read_raw(self, ref: str, offset: int = 0, length: int | None = None) -> Coroutine[Any, Any, ByteStream]:
         return self._timed("read_open", self.inner.read_raw(ref, offset=offset, length=length))
 
+    def read_bytes(
+        self, ref: str, offset: int = 0, length: int | None = None, max_size: int | None = None
+    ) -> Coroutine[Any, Any, bytes]:
+        return self._timed("read_open", self.inner.read_bytes(ref, offset, length, max_size))
+
     def write_raw(
-        self, ref: str, data: Payload, *, size: int | None = None, options: Options | None = None
+        self, ref: str, data: Payload, size: int | None = None, options: Options | None = None
     ) -> Coroutine[Any, Any, Metadata]:
         return self._timed("write", self.inner.write_raw(ref, data, size=size, options=options))
 

@@ -2,15 +2,17 @@
 
 The limit is per store (per DataStore), never process-global. A read whose size is known is
 refused before its first byte; a read of unknown size is cut off, with the same error, as soon
-as it passes the limit. Copies are not limited: they stream and never hold an object in memory.
+as it passes the limit (``rawstore.enforce_limit``). ``read_bytes`` hands the limit down as
+``max_size`` so a store holding the bytes already can judge it without a stream. Copies are not
+limited: they stream and never hold an object in memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import Coroutine
+from typing import Any
 
-from ..errors import ExceedsLimitError
-from ..rawstore import BytesLike, ByteStream, RawStore
+from ..rawstore import ByteStream, RawStore, enforce_limit
 from .base import Layer
 
 __all__ = ["MiB", "LimitedStore"]
@@ -26,23 +28,16 @@ class LimitedStore(Layer):
         #: Largest readable object in bytes; 0 means unlimited.
         self.limit = int(max_download_mbs * MiB)
 
-    async def read_raw(self, ref: str, *, offset: int = 0, length: int | None = None) -> ByteStream:
-        stream = await self.inner.read_raw(ref, offset=offset, length=length)
+    async def read_raw(self, ref: str, offset: int = 0, length: int | None = None) -> ByteStream:
+        stream = await self.inner.read_raw(ref, offset, length)
+        if stream.size is not None and stream.size <= self.limit:  # the common case, inline
+            return stream
+        return await enforce_limit(stream, self.limit, ref)
+
+    def read_bytes(
+        self, ref: str, offset: int = 0, length: int | None = None, max_size: int | None = None
+    ) -> Coroutine[Any, Any, bytes]:
         limit = self.limit
-        if not limit:
-            return stream
-        if stream.size is not None:
-            if stream.size > limit:
-                await stream.aclose()
-                raise ExceedsLimitError(stream.size, limit, ref)
-            return stream
-        return ByteStream(_capped(stream, limit, ref), metadata=stream.metadata, close=stream.aclose)
-
-
-async def _capped(stream: ByteStream, limit: int, ref: str) -> AsyncIterator[BytesLike]:
-    seen = 0
-    async for chunk in stream:
-        seen += len(chunk)
-        if seen > limit:
-            raise ExceedsLimitError(seen, limit, ref)
-        yield chunk
+        if max_size and (not limit or max_size < limit):
+            limit = max_size
+        return self.inner.read_bytes(ref, offset, length, limit or None)

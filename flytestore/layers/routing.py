@@ -50,6 +50,8 @@ class RoutingStore:
         self.primary = primary
         self.factory = factory
         self._live: dict[str, RawStore] = {}
+        #: "<scheme>://" of the primary: the one check the commonest references need.
+        self._primary_prefix = f"{primary_schemes[0]}://" if primary is not None and primary_schemes else "\0"
         if primary is not None:
             self._live.update(dict.fromkeys(primary_schemes, primary))
         self._created: list[RawStore] = []
@@ -98,7 +100,7 @@ class RoutingStore:
         store = self._live_for(ref)
         if store is not None:
             return store
-        scheme = split_reference(ref)[0]
+        scheme = split_reference(ref)[0]  # _live_for has ruled out parse errors
         key = self.factory.cache_key(scheme, ref) if self.factory is not None else None
         if key is None:
             return self._fallback(ref, f"no backend is registered for scheme [{scheme}]")
@@ -125,26 +127,45 @@ class RoutingStore:
         return await call(await self.backend_for(ref))
 
     # -- RawStore ---------------------------------------------------------------------------
-    # The three hottest operations skip _route's closure: every call counts for small objects.
-    def head(self, ref: str) -> Coroutine[Any, Any, Metadata]:
-        store = self._live_for(ref)
-        if store is not None:
-            return store.head(ref)
-        return self._route_later(ref, lambda s: s.head(ref))
+    # The hottest operations look the backend up with _pick and skip _route's closure.
+    def _pick(self, ref: str) -> RawStore | None:
+        """The live backend for ``ref`` by its literal scheme prefix, or None.
 
-    def read_raw(self, ref: str, *, offset: int = 0, length: int | None = None) -> Coroutine[Any, Any, ByteStream]:
-        store = self._live_for(ref)
-        if store is not None:
-            return store.read_raw(ref, offset=offset, length=length)
-        return self._route_later(ref, lambda s: s.read_raw(ref, offset=offset, length=length))
+        When the text before "://" is a live scheme exactly, it is the scheme the full parse
+        would give (the backend still validates the whole reference); anything else (upper
+        case, no "://", a scheme-less path) takes the full parse in ``backend_for``.
+        """
+        if ref.startswith(self._primary_prefix):
+            return self.primary
+        return self._live.get(ref[: ref.find("://")])
+
+    def head(self, ref: str) -> Coroutine[Any, Any, Metadata]:
+        store = self._pick(ref)
+        if store is None:
+            return self._route_later(ref, lambda s: s.head(ref))
+        return store.head(ref)
+
+    def read_raw(self, ref: str, offset: int = 0, length: int | None = None) -> Coroutine[Any, Any, ByteStream]:
+        store = self._pick(ref)
+        if store is None:
+            return self._route_later(ref, lambda s: s.read_raw(ref, offset=offset, length=length))
+        return store.read_raw(ref, offset, length)
+
+    def read_bytes(
+        self, ref: str, offset: int = 0, length: int | None = None, max_size: int | None = None
+    ) -> Coroutine[Any, Any, bytes]:
+        store = self._pick(ref)
+        if store is None:
+            return self._route_later(ref, lambda s: s.read_bytes(ref, offset, length, max_size))
+        return store.read_bytes(ref, offset, length, max_size)
 
     def write_raw(
-        self, ref: str, data: Payload, *, size: int | None = None, options: Options | None = None
+        self, ref: str, data: Payload, size: int | None = None, options: Options | None = None
     ) -> Coroutine[Any, Any, Metadata]:
-        store = self._live_for(ref)
-        if store is not None:
-            return store.write_raw(ref, data, size=size, options=options)
-        return self._route_later(ref, lambda s: s.write_raw(ref, data, size=size, options=options))
+        store = self._pick(ref)
+        if store is None:
+            return self._route_later(ref, lambda s: s.write_raw(ref, data, size=size, options=options))
+        return store.write_raw(ref, data, size, options)
 
     def delete(self, ref: str) -> Coroutine[Any, Any, None]:
         return self._route(ref, lambda s: s.delete(ref))

@@ -424,7 +424,7 @@ class LocalStore(BaseStore):
             return Metadata.missing()
         return _metadata(st) if stat.S_ISREG(st.st_mode) else Metadata.missing()
 
-    async def read_raw(self, ref: str, *, offset: int = 0, length: int | None = None) -> ByteStream:
+    async def read_raw(self, ref: str, offset: int = 0, length: int | None = None) -> ByteStream:
         check_range(offset, length)
         target = self._target(ref)
         with _os_errors(f"read [{ref}]"):
@@ -466,7 +466,7 @@ class LocalStore(BaseStore):
     # -- write ----------------------------------------------------------------------------------
 
     async def write_raw(
-        self, ref: str, data: Payload, *, size: int | None = None, options: Options | None = None
+        self, ref: str, data: Payload, size: int | None = None, options: Options | None = None
     ) -> Metadata:
         """Stream ``data`` into a temp file beside the target, then rename (or link) it into place.
 

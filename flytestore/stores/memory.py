@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from ..errors import AlreadyExistsError, NotFoundError
+from ..errors import AlreadyExistsError, NotFoundError, check_size
 from ..rawstore import (
     DEFAULT_OPTIONS,
     BaseStore,
@@ -58,7 +58,7 @@ class MemoryStore(BaseStore):
         obj = self._objects.get(self.locate(ref))
         return obj.meta if obj is not None else Metadata.missing()
 
-    async def read_raw(self, ref: str, *, offset: int = 0, length: int | None = None) -> ByteStream:
+    async def read_raw(self, ref: str, offset: int = 0, length: int | None = None) -> ByteStream:
         check_range(offset, length)
         obj = self._objects.get(self.locate(ref))
         if obj is None:
@@ -69,8 +69,21 @@ class MemoryStore(BaseStore):
             return ByteStream.from_bytes(memoryview(data)[offset:end], metadata=obj.meta)
         return ByteStream.from_bytes(data, metadata=obj.meta)
 
+    async def read_bytes(
+        self, ref: str, offset: int = 0, length: int | None = None, max_size: int | None = None
+    ) -> bytes:
+        check_range(offset, length)
+        obj = self._objects.get(self.locate(ref))
+        if obj is None:
+            raise NotFoundError(f"object [{ref}] does not exist")
+        data = obj.data
+        if offset or length is not None:
+            data = data[offset : None if length is None else offset + length]
+        check_size(len(data), max_size, ref)
+        return data
+
     async def write_raw(
-        self, ref: str, data: Payload, *, size: int | None = None, options: Options | None = None
+        self, ref: str, data: Payload, size: int | None = None, options: Options | None = None
     ) -> Metadata:
         where = self.locate(ref)
         opts = options or DEFAULT_OPTIONS
