@@ -62,3 +62,7 @@ FACTORIES: dict[str, Callable[[pytest.FixtureRequest], contextlib.AbstractAsyncC
 
 def register(name: str, factory: Callable[[pytest.FixtureRequest], Any]) -> None:
     FACTORIES[name] = factory
+
+
+# Each remote backend registers its factory here when its module is imported.
+from . import backend_azure, backend_gcs, backend_redis, backend_s3  # noqa: E402, F401

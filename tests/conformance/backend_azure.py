@@ -1,0 +1,1 @@
+"""Conformance registration of the azure backend (filled in by the azure backend work)."""

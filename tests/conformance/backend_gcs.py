@@ -1,0 +1,1 @@
+"""Conformance registration of the gcs backend (filled in by the gcs backend work)."""

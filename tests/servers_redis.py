@@ -1,0 +1,1 @@
+"""Session fixtures for the redis server (filled in by the redis backend work)."""
