@@ -160,24 +160,18 @@ def _chain(err: BaseException | None) -> Iterator[BaseException]:
         err = err.__cause__ or err.__context__
 
 
+def _os_error_in_chain(err: BaseException | None, kind: type[OSError], code: int) -> bool:
+    return any(isinstance(e, kind) or (isinstance(e, OSError) and e.errno == code) for e in _chain(err))
+
+
 def is_not_found(err: BaseException | None) -> bool:
     """True when ``err`` or anything it was raised from means "does not exist" (Go ``IsNotFound``)."""
-    for e in _chain(err):
-        if isinstance(e, FileNotFoundError):
-            return True
-        if isinstance(e, OSError) and e.errno == errno.ENOENT:
-            return True
-    return False
+    return _os_error_in_chain(err, FileNotFoundError, errno.ENOENT)
 
 
 def is_exists(err: BaseException | None) -> bool:
     """True when ``err`` or its cause means "already exists" (Go ``IsExists``)."""
-    for e in _chain(err):
-        if isinstance(e, FileExistsError):
-            return True
-        if isinstance(e, OSError) and e.errno == errno.EEXIST:
-            return True
-    return False
+    return _os_error_in_chain(err, FileExistsError, errno.EEXIST)
 
 
 def is_exceeds_limit(err: BaseException | None) -> bool:

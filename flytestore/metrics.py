@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from types import TracebackType
+from typing import TypeVar
 
 from prometheus_client.core import (
     REGISTRY,
@@ -145,6 +146,7 @@ class _Timing:
 
 
 _Metric = Counter | FailureCounter | StopWatch
+_M = TypeVar("_M", Counter, FailureCounter, StopWatch, Timer)
 
 
 class _ScopeCollector(Collector):
@@ -194,35 +196,24 @@ class Scope:
     def _full(self, name: str) -> str:
         return f"{self.name}:{name}" if self.name else name
 
-    def _get(self, cls: type[_Metric], name: str, description: str) -> _Metric:
+    def _get(self, cls: type[_M], name: str, description: str) -> _M:
         full = self._full(name)
-        metrics = self._collector.metrics
-        metric = metrics.get(full)
-        if metric is None:
-            metric = metrics.setdefault(full, cls(full, description))
+        metric = self._collector.metrics.setdefault(full, cls(full, description))
         if type(metric) is not cls:
             raise ValueError(f"metric {full} already exists as a {type(metric).__name__}")
         return metric
 
     def counter(self, name: str, description: str = "") -> Counter:
-        metric = self._get(Counter, name, description)
-        assert isinstance(metric, Counter)
-        return metric
+        return self._get(Counter, name, description)
 
     def failure_counter(self, name: str, description: str = "") -> FailureCounter:
-        metric = self._get(FailureCounter, name, description)
-        assert isinstance(metric, FailureCounter)
-        return metric
+        return self._get(FailureCounter, name, description)
 
     def stopwatch(self, name: str, description: str = "") -> StopWatch:
-        metric = self._get(StopWatch, name, description)
-        assert isinstance(metric, StopWatch)
-        return metric
+        return self._get(StopWatch, name, description)
 
     def timer(self, name: str, description: str = "") -> Timer:
-        metric = self._get(Timer, name, description)
-        assert isinstance(metric, Timer)
-        return metric
+        return self._get(Timer, name, description)
 
     def __repr__(self) -> str:
         return f"Scope({self.name!r})"
