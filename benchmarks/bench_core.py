@@ -16,9 +16,14 @@ import argparse
 import asyncio
 import json
 import platform
+import re
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
@@ -108,11 +113,71 @@ async def bench(repeat: int) -> dict[str, object]:
     return results
 
 
+async def _loop(mode: str, n: int) -> None:
+    """``n`` 1 KiB round trips, nothing else: what ``--instructions`` runs under callgrind."""
+    value = b"v" * KiB
+    keys = [f"mem://c/{i}" for i in range(1000)]
+    bare = MemoryStore()
+    async with DataStore(Config(type="mem"), scope=Scope("loop", registry=CollectorRegistry())) as store:
+        target = bare if mode.startswith("bare") else store
+        stream = mode.endswith("read_raw")
+        for i in range(n):
+            ref = keys[i % 1000]
+            await target.write_raw(ref, value)
+            if stream:
+                await (await target.read_raw(ref)).read()
+            else:
+                await target.read_bytes(ref)
+
+
+def instructions(n1: int = 2_000, n2: int = 12_000) -> dict[str, float]:
+    """Instructions per round trip, by callgrind (repeatable whatever the machine's load): the
+    difference between runs of n2 and n1 round trips cancels start-up and imports."""
+    out: dict[str, float] = {}
+    for mode in ("bare_read_bytes", "datastore_read_bytes", "bare_read_raw", "datastore_read_raw"):
+        totals = []
+        for n in (n1, n2):
+            with tempfile.NamedTemporaryFile(suffix=".callgrind") as f:
+                subprocess.run(
+                    [
+                        "valgrind",
+                        "--tool=callgrind",
+                        f"--callgrind-out-file={f.name}",
+                        sys.executable,
+                        __file__,
+                        "--loop",
+                        mode,
+                        str(n),
+                    ],
+                    check=True,
+                    capture_output=True,
+                )
+                text = Path(f.name).read_text()
+            totals.append(int(re.search(r"^(?:summary|totals): (\d+)", text, re.M).group(1)))  # type: ignore[union-attr]
+        out[mode] = (totals[1] - totals[0]) / (n2 - n1)
+    for kind in ("read_bytes", "read_raw"):
+        out[f"layer_overhead_{kind}_pct"] = (out[f"datastore_{kind}"] / out[f"bare_{kind}"] - 1) * 100
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--instructions", action="store_true", help="count instructions with callgrind instead")
+    parser.add_argument("--loop", nargs=2, metavar=("MODE", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.loop:
+        asyncio.run(_loop(args.loop[0], int(args.loop[1])))
+        return
+    if args.instructions:
+        counts = instructions()
+        for name, value in counts.items():
+            unit = "%" if name.endswith("pct") else " instructions per round trip"
+            print(f"{name:34s} {value:,.1f}{unit}")
+        if args.json:
+            Path(args.json).write_text(json.dumps(counts, indent=2))
+        return
     results = asyncio.run(bench(args.repeat))
     for name, value in results.items():
         if isinstance(value, dict) and "median_us" in value:

@@ -14,7 +14,7 @@ import asyncio
 import builtins
 import contextlib
 import gc
-from collections.abc import AsyncIterator, Awaitable, Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -48,9 +48,9 @@ M = TypeVar("M", bound=Message)
 
 
 class _Stack:
-    """One assembled layer stack and the number of operations and streams using it."""
+    """One assembled layer stack; its router counts the long-running work using it."""
 
-    __slots__ = ("cache", "closed", "inflight", "raw", "retired", "router", "top")
+    __slots__ = ("cache", "closed", "raw", "router", "top")
 
     def __init__(self, top: ProtobufStore, router: RoutingStore, cache: CachedStore | None) -> None:
         self.top = top
@@ -58,20 +58,11 @@ class _Stack:
         self.raw = top.inner
         self.router = router
         self.cache = cache
-        self.inflight = 0
-        self.retired: asyncio.Event | None = None
         self.closed = False
 
-    def release(self) -> None:
-        self.inflight -= 1
-        if self.retired is not None and not self.inflight:
-            self.retired.set()
-
     async def close_when_idle(self, grace: float) -> None:
-        self.retired = asyncio.Event()
         await asyncio.sleep(grace)
-        if self.inflight:
-            await self.retired.wait()
+        await self.router.drained()
         await self.close()
 
     async def close(self) -> None:
@@ -171,7 +162,7 @@ class DataStore:
             task.add_done_callback(self._retiring.discard)
 
     #: Short operations bound straight to the current stack's methods while the store is open.
-    _BOUND = ("head", "read_bytes", "list_page", "delete", "create_signed_url")
+    _BOUND = ("head", "read_bytes", "write_raw", "list", "list_page", "delete", "copy_raw", "create_signed_url")
     _BOUND_TOP = ("read_protobuf", "write_protobuf")
 
     def _use(self, stack: _Stack | None) -> None:
@@ -187,13 +178,6 @@ class DataStore:
         if stack is None:
             raise StorageError("the DataStore is not open: use `async with DataStore(config) as store`")
         return stack
-
-    async def _tracked(self, stack: _Stack, call: Awaitable[T]) -> T:
-        stack.inflight += 1
-        try:
-            return await call
-        finally:
-            stack.release()
 
     # -- references -----------------------------------------------------------------------------
     @property
@@ -215,10 +199,10 @@ class DataStore:
         return self._current().router
 
     # -- raw bytes ------------------------------------------------------------------------------
-    # Short operations are bound to the stack's own methods while open (see _use), so they cost
-    # no call of their own: the definitions here serve a closed store and document the API. Long
-    # ones (streams, streaming writes, copies, listings) are counted so that refresh_config
-    # closes an old stack only after they finish.
+    # While open, these are bound to the stack's own methods (see _use) and cost no call of their
+    # own: the definitions here serve a closed store and document the API. The stack's router
+    # counts the long-running work (streaming writes, copies, listings; streams via read_raw) so
+    # refresh_config closes an old stack only after it finishes.
     def head(self, ref: str) -> Coroutine[Any, Any, Metadata]:
         """Metadata of ``ref``; ``Metadata(exists=False)`` when it does not exist."""
         return self._current().raw.head(ref)
@@ -226,13 +210,14 @@ class DataStore:
     async def read_raw(self, ref: str, offset: int = 0, length: int | None = None) -> ByteStream:
         """Open a read; the download limit is checked before the first byte when the size is known."""
         stack = self._current()
-        stack.inflight += 1
+        router = stack.router
+        router.hold()
         try:
-            stream = await stack.raw.read_raw(ref, offset=offset, length=length)
+            stream = await stack.raw.read_raw(ref, offset, length)
         except BaseException:
-            stack.release()
+            router.release()
             raise
-        stream.on_close(stack.release)
+        stream.on_close(router.release)
         return stream
 
     def read_bytes(
@@ -245,21 +230,11 @@ class DataStore:
         self, ref: str, data: Payload, size: int | None = None, options: Options | None = None
     ) -> Coroutine[Any, Any, Metadata]:
         """Store ``data`` (bytes, (async) iterable of bytes, or a binary file object) at ``ref``."""
-        stack = self._stack or self._current()
-        if type(data) is bytes:
-            return stack.raw.write_raw(ref, data, size, options)
-        call = stack.raw.write_raw(ref, data, size, options)
-        return call if isinstance(data, (bytearray, memoryview)) else self._tracked(stack, call)
+        return self._current().raw.write_raw(ref, data, size, options)
 
-    async def list(self, ref: str, *, page_size: int = 1000) -> AsyncIterator[ListEntry]:
+    def list(self, ref: str, *, page_size: int = 1000) -> AsyncIterator[ListEntry]:
         """Every object under ``ref`` (recursive, in key order), fetched page by page."""
-        stack = self._current()
-        stack.inflight += 1
-        try:
-            async for entry in stack.raw.list(ref, page_size=page_size):
-                yield entry
-        finally:
-            stack.release()
+        return self._current().raw.list(ref, page_size=page_size)
 
     def list_page(
         self, ref: str, *, max_items: int = 1000, cursor: Cursor | None = None
@@ -273,8 +248,7 @@ class DataStore:
 
     def copy_raw(self, src: str, dst: str, *, options: Options | None = None) -> Coroutine[Any, Any, Metadata]:
         """Copy an object, server-side within a backend and streamed across backends."""
-        stack = self._current()
-        return self._tracked(stack, stack.raw.copy_raw(src, dst, options=options))
+        return self._current().raw.copy_raw(src, dst, options=options)
 
     def create_signed_url(self, ref: str, props: SignedURLProperties) -> Coroutine[Any, Any, SignedURLResponse]:
         return self._current().raw.create_signed_url(ref, props)

@@ -264,24 +264,45 @@ class ByteStream:
 
 
 class _BytesStream(ByteStream):
-    """A stream over bytes already in memory (memory store, cache hits): ``read`` copies nothing."""
+    """A stream over bytes already in memory (memory store, cache hits): ``read`` copies nothing,
+    and no generator is built unless the stream is iterated."""
 
-    __slots__ = ("_data",)
+    __slots__ = ("_data", "_pos")
 
     def __init__(self, data: BytesLike, metadata: Metadata | None) -> None:
-        super().__init__(_slices(data, DEFAULT_CHUNK_SIZE), size=len(data), metadata=metadata)
+        # ByteStream.__init__ is skipped on purpose: its chunk iterator is not needed here.
+        self._chunks = None  # type: ignore[assignment]
+        self._close = None
+        self._closed = False
+        self._callbacks = None
+        self.size = len(data)
+        self.metadata = metadata
         self._data: BytesLike | None = data
+        self._pos = 0
+
+    async def __anext__(self) -> bytes:
+        data, pos = self._data, self._pos
+        if data is None or pos >= len(data):
+            await self.aclose()
+            raise StopAsyncIteration
+        end = pos + DEFAULT_CHUNK_SIZE
+        self._pos = end
+        if not pos and end >= len(data):
+            return data  # type: ignore[return-value]
+        return memoryview(data)[pos:end]  # type: ignore[return-value]
 
     async def read(self) -> bytes:
-        data, self._data = self._data, None
+        data, pos = self._data, self._pos
         await self.aclose()
         if data is None:
             raise InvalidArgumentError("stream already consumed")
+        if pos:
+            return bytes(memoryview(data)[pos:])
         return data if type(data) is bytes else bytes(data)
 
-    async def __anext__(self) -> bytes:
+    async def aclose(self) -> None:
         self._data = None
-        return await super().__anext__()
+        await super().aclose()
 
 
 async def _slices(data: BytesLike, chunk_size: int) -> AsyncIterator[BytesLike]:

@@ -9,7 +9,7 @@ under many concurrent first uses; a failed build is not remembered, so the next 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Coroutine
 from typing import Any, Protocol, TypeVar
 
 from ..errors import InvalidReferenceError
@@ -52,10 +52,37 @@ class RoutingStore:
         self._live: dict[str, RawStore] = {}
         #: "<scheme>://" of the primary: the one check the commonest references need.
         self._primary_prefix = f"{primary_schemes[0]}://" if primary is not None and primary_schemes else "\0"
+        self._plen = len(self._primary_prefix)
         if primary is not None:
             self._live.update(dict.fromkeys(primary_schemes, primary))
         self._created: list[RawStore] = []
         self._locks: dict[str, asyncio.Lock] = {}
+        #: Long-running operations and open streams using this router's backends (streaming
+        #: writes, copies, listings, and streams its owner registers with hold/release).
+        self.inflight = 0
+        self._drained: asyncio.Event | None = None
+
+    # -- in-flight accounting (what DataStore.refresh_config waits for) --------------------------
+    def hold(self) -> None:
+        self.inflight += 1
+
+    def release(self) -> None:
+        self.inflight -= 1
+        if self._drained is not None and not self.inflight:
+            self._drained.set()
+
+    async def drained(self) -> None:
+        """Return once no held operation or stream is left."""
+        if self.inflight:
+            self._drained = asyncio.Event()
+            await self._drained.wait()
+
+    async def _held(self, call: Awaitable[T]) -> T:
+        self.hold()
+        try:
+            return await call
+        finally:
+            self.release()
 
     def __repr__(self) -> str:
         return f"RoutingStore(primary={self.primary!r}, live={sorted(self._live)})"
@@ -117,75 +144,78 @@ class RoutingStore:
                 self._live[key] = store
         return store
 
-    def _route(self, ref: str, call: Callable[[RawStore], Coroutine[Any, Any, T]]) -> Coroutine[Any, Any, T]:
-        store = self._live_for(ref)
-        if store is not None:
-            return call(store)
-        return self._route_later(ref, call)
-
-    async def _route_later(self, ref: str, call: Callable[[RawStore], Awaitable[T]]) -> T:
-        return await call(await self.backend_for(ref))
-
     # -- RawStore ---------------------------------------------------------------------------
-    # The hottest operations look the backend up with _pick and skip _route's closure.
-    def _pick(self, ref: str) -> RawStore | None:
-        """The live backend for ``ref`` by its literal scheme prefix, or None.
-
-        When the text before "://" is a live scheme exactly, it is the scheme the full parse
-        would give (the backend still validates the whole reference); anything else (upper
-        case, no "://", a scheme-less path) takes the full parse in ``backend_for``.
-        """
-        if ref.startswith(self._primary_prefix):
-            return self.primary
-        return self._live.get(ref[: ref.find("://")])
-
+    # The hottest operations find their backend inline, by the reference's literal scheme
+    # prefix, and keep their slow path in separate methods: a closure in a function makes
+    # CPython allocate cells for its captured variables on every call, used or not.
+    # When the text before "://" is a live scheme exactly, it is the scheme the full parse would
+    # give (the backend still validates the whole reference); anything else (upper case, no
+    # "://", a scheme-less path) gets None here and the full parse in backend_for.
     def head(self, ref: str) -> Coroutine[Any, Any, Metadata]:
-        store = self._pick(ref)
+        store = self.primary if ref[: self._plen] == self._primary_prefix else self._live.get(ref[: ref.find("://")])
         if store is None:
-            return self._route_later(ref, lambda s: s.head(ref))
+            return self._slow("head", ref)
         return store.head(ref)
 
     def read_raw(self, ref: str, offset: int = 0, length: int | None = None) -> Coroutine[Any, Any, ByteStream]:
-        store = self._pick(ref)
+        store = self.primary if ref[: self._plen] == self._primary_prefix else self._live.get(ref[: ref.find("://")])
         if store is None:
-            return self._route_later(ref, lambda s: s.read_raw(ref, offset=offset, length=length))
+            return self._slow("read_raw", ref, offset, length)
         return store.read_raw(ref, offset, length)
 
     def read_bytes(
         self, ref: str, offset: int = 0, length: int | None = None, max_size: int | None = None
     ) -> Coroutine[Any, Any, bytes]:
-        store = self._pick(ref)
+        store = self.primary if ref[: self._plen] == self._primary_prefix else self._live.get(ref[: ref.find("://")])
         if store is None:
-            return self._route_later(ref, lambda s: s.read_bytes(ref, offset, length, max_size))
+            return self._slow("read_bytes", ref, offset, length, max_size)
         return store.read_bytes(ref, offset, length, max_size)
 
     def write_raw(
         self, ref: str, data: Payload, size: int | None = None, options: Options | None = None
     ) -> Coroutine[Any, Any, Metadata]:
-        store = self._pick(ref)
+        store = self.primary if ref[: self._plen] == self._primary_prefix else self._live.get(ref[: ref.find("://")])
         if store is None:
-            return self._route_later(ref, lambda s: s.write_raw(ref, data, size=size, options=options))
-        return store.write_raw(ref, data, size, options)
+            return self._slow("write_raw", ref, data, size, options)
+        if type(data) is bytes or isinstance(data, (bytearray, memoryview)):
+            return store.write_raw(ref, data, size, options)
+        return self._held(store.write_raw(ref, data, size, options))  # a stream: may run long
+
+    async def _slow(self, method: str, ref: str, *args: Any, **kwargs: Any) -> Any:
+        """An operation whose backend needs a full parse or creation first (or a cold one)."""
+        store = await self.backend_for(ref)
+        return await self._held(getattr(store, method)(ref, *args, **kwargs))
 
     def delete(self, ref: str) -> Coroutine[Any, Any, None]:
-        return self._route(ref, lambda s: s.delete(ref))
+        store = self.primary if ref[: self._plen] == self._primary_prefix else self._live.get(ref[: ref.find("://")])
+        if store is None:
+            return self._slow("delete", ref)
+        return store.delete(ref)
 
     def list_page(
         self, ref: str, *, max_items: int = 1000, cursor: Cursor | None = None
     ) -> Coroutine[Any, Any, tuple[list[DataReference], Cursor]]:
-        return self._route(ref, lambda s: s.list_page(ref, max_items=max_items, cursor=cursor))
+        return self._slow("list_page", ref, max_items=max_items, cursor=cursor)
 
     def create_signed_url(self, ref: str, props: SignedURLProperties) -> Coroutine[Any, Any, SignedURLResponse]:
-        return self._route(ref, lambda s: s.create_signed_url(ref, props))
+        return self._slow("create_signed_url", ref, props)
 
     async def list(self, ref: str, *, page_size: int = 1000) -> AsyncIterator[ListEntry]:
-        store = await self.backend_for(ref)
-        async for entry in store.list(ref, page_size=page_size):
-            yield entry
+        self.hold()
+        try:
+            store = await self.backend_for(ref)
+            async for entry in store.list(ref, page_size=page_size):
+                yield entry
+        finally:
+            self.release()
 
     async def copy_raw(self, src: str, dst: str, *, options: Options | None = None) -> Metadata:
-        src_store = await self.backend_for(src)
-        dst_store = await self.backend_for(dst)
-        if src_store is dst_store:
-            return await src_store.copy_raw(src, dst, options=options)
-        return await stream_copy(src_store, src, dst_store, dst, options)
+        self.hold()
+        try:
+            src_store = await self.backend_for(src)
+            dst_store = await self.backend_for(dst)
+            if src_store is dst_store:
+                return await src_store.copy_raw(src, dst, options=options)
+            return await stream_copy(src_store, src, dst_store, dst, options)
+        finally:
+            self.release()
