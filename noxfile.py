@@ -17,14 +17,14 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff>=0.5")
+    session.install("ruff==0.17.6")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[all]", "mypy>=1.10", "types-aiofiles", "types-PyYAML", "types-protobuf")
+    session.install("-e", ".[all]", "mypy==2.4.1", "types-aiofiles", "types-PyYAML", "types-protobuf")
     session.run("mypy", "--strict", "flytestore")
 
 

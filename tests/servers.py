@@ -77,37 +77,38 @@ def run_server(
 ) -> Iterator[Server]:
     """Start ``argv``, poll ``ready`` every 20 ms until it holds (or fail with the server's log),
     yield, then stop the process we started: SIGTERM, wait, SIGKILL if it lingers."""
-    log = tempfile.NamedTemporaryFile(prefix="flytestore-server-", suffix=".log", delete=False)
-    process = subprocess.Popen(
-        list(argv),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
-        start_new_session=True,
-    )
-    server = Server(process, port, log.name)
-    try:
-        deadline = time.monotonic() + timeout
-        while not ready():
-            if process.poll() is not None:
-                raise RuntimeError(f"{argv[0]} exited with {process.returncode}:\n{server.log()}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{argv[0]} not ready after {timeout}s:\n{server.log()}")
-            time.sleep(0.02)  # polling interval, not a wait for readiness
-        yield server
-    finally:
-        if process.poll() is None:
-            # The whole session we started (npx spawns node as a child), and nothing else.
+    with tempfile.NamedTemporaryFile(prefix="flytestore-server-", suffix=".log") as log:
+        process = subprocess.Popen(
+            list(argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            start_new_session=True,
+        )
+        server = Server(process, port, log.name)
+        try:
+            deadline = time.monotonic() + timeout
+            while not ready():
+                if process.poll() is not None:
+                    raise RuntimeError(f"{argv[0]} exited with {process.returncode}:\n{server.log()}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{argv[0]} not ready after {timeout}s:\n{server.log()}")
+                time.sleep(0.02)  # polling interval, not a wait for readiness
+            yield server
+        finally:
+            _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop a process we started, with its process group (npx spawns node as a child)."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        log.close()
-        with contextlib.suppress(OSError):
-            os.unlink(log.name)
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
