@@ -1,0 +1,1175 @@
+"""S3Store: objects in Amazon S3 or any S3-compatible server, for ``s3://<bucket>/<key>`` (aiobotocore).
+
+Owns: the stow ``s3`` settings (Flyte's keys plus ``addressing_style``) and their validation,
+the one aiobotocore client of a store (``_S3Api``, the only place that calls it), streamed and
+ranged reads, single-request and multipart writes with their clean-up, server-side copies,
+paginated listing, SigV4 presigned URLs, and the mapping of botocore/aiohttp errors onto the
+flytestore tree (``_map_error``).
+
+Behaviour worth knowing:
+
+- A write of known size up to ``part_size`` (8 MiB) is one ``PutObject``. Anything larger, or a
+  stream that turns out larger, becomes a multipart upload of ``part_size`` parts with at most
+  ``max_parts_in_flight`` parts uploading at once, so a write holds about
+  ``(max_parts_in_flight + 1) * part_size`` bytes whatever the object size (40 MiB by default;
+  up to twice the in-flight share on Python 3.11, whose socket transports copy what a send leaves
+  over: 73 MiB measured by ``benchmarks/bench_s3.py``). The upload is aborted on any failure or
+  cancellation (the abort is shielded from cancellation, and ``aclose`` waits for it), and
+  completed only after the whole stream was read and its declared size checked.
+- ``if_not_exists`` sends ``If-None-Match: *`` on ``PutObject`` and ``CompleteMultipartUpload``,
+  so the server decides atomically. Copies also send it (when the installed botocore knows
+  CopyObject's), and check the destination first for servers that ignore it there (moto does;
+  the check is then not atomic).
+- Unlike Flyte's Go store (FLYTE_BEHAVIOUR §6.1, §16.1), a write to the configured bucket after it
+  vanished creates the bucket and retries the write instead of dropping the data. Other missing
+  buckets are ``NotFoundError``.
+- ``delete`` checks the object first: S3 deletes silently, flytestore reports a missing object.
+- Listing cursors are the last key returned (``StartAfter``), readable and valid across processes.
+- Etags are reported without their quotes. ``Metadata.content_md5`` is Flyte's
+  ``flytecontentmd5`` user-metadata entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import math
+from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, cast
+
+import aiohttp
+import botocore.loaders
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    CredentialRetrievalError,
+    HTTPClientError,
+    IncompleteReadError,
+    NoCredentialsError,
+    ParamValidationError,
+    PartialCredentialsError,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
+)
+
+from ..errors import (
+    AlreadyExistsError,
+    ConfigError,
+    ExceedsLimitError,
+    InvalidArgumentError,
+    InvalidReferenceError,
+    NotFoundError,
+    PermissionDeniedError,
+    PreconditionFailedError,
+    StorageError,
+    TransientError,
+    map_exceptions,
+)
+from ..rawstore import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_OPTIONS,
+    BaseStore,
+    BytesLike,
+    ByteStream,
+    Cursor,
+    ListEntry,
+    Metadata,
+    Options,
+    Payload,
+    SignedURLProperties,
+    SignedURLResponse,
+    check_range,
+    iter_payload,
+)
+from ._http import http_settings
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+__all__ = ["S3Settings", "S3Store", "from_config", "parse_settings"]
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+#: Part size of multipart uploads, and the largest write sent as a single PutObject. 8 MiB is
+#: the common S3 client default (s3transfer, object_store); parts may not be under 5 MiB.
+DEFAULT_PART_SIZE = 8 * MiB
+MIN_PART_SIZE = 5 * MiB
+MAX_PART_SIZE = 5 * GiB
+MAX_PARTS = 10_000
+#: Without a declared size the part size doubles every this many parts, so a stream of unknown
+#: length can reach ~8 TiB within S3's 10,000 parts while small uploads keep small parts.
+_PARTS_PER_SIZE_STEP = 1000
+DEFAULT_PARTS_IN_FLIGHT = 4
+#: CopyObject's limit; larger copies go part by part (UploadPartCopy).
+COPY_OBJECT_MAX = 5 * GiB
+DEFAULT_COPY_PART_SIZE = 512 * MiB
+#: S3 returns at most 1,000 keys per ListObjectsV2 request: larger pages take several.
+_LIST_REQUEST_MAX = 1000
+#: SigV4 presigned URLs live at most seven days.
+MAX_SIGNED_URL_SECONDS = 7 * 24 * 3600
+#: Flyte's user-metadata key for the MD5 of signed PUTs (S3 lower-cases metadata keys).
+FLYTE_CONTENT_MD5 = "flytecontentmd5"
+
+_Resp = dict[str, Any]
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+_BYTES_TYPES = (bytes, bytearray, memoryview)
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors: the one mapping of botocore / aiohttp exceptions onto the flytestore tree
+
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchUpload", "NoSuchVersion", "NotFound", "404"})
+_PERMISSION_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AllAccessDisabled",
+        "AccountProblem",
+        "ExpiredToken",
+        "InvalidAccessKeyId",
+        "InvalidSecurity",
+        "InvalidToken",
+        "SignatureDoesNotMatch",
+        "TokenRefreshRequired",
+        "401",
+        "403",
+    }
+)
+_TRANSIENT_CODES = frozenset(
+    {
+        "ConditionalRequestConflict",  # a concurrent conditional write: AWS says retry
+        "InternalError",
+        "OperationAborted",
+        "RequestLimitExceeded",
+        "RequestTimeout",
+        "ServiceUnavailable",
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "TooManyRequests",
+    }
+)
+_INVALID_REFERENCE_CODES = frozenset({"InvalidBucketName", "KeyTooLongError"})
+_TRANSIENT_EXCEPTIONS = (
+    HTTPClientError,  # connection closed, read timeouts, streaming errors
+    BotoConnectionError,  # endpoint unreachable, connect timeouts
+    IncompleteReadError,
+    aiohttp.ClientError,
+    asyncio.TimeoutError,
+    TimeoutError,
+    ConnectionError,
+)
+
+
+def _error_info(exc: ClientError) -> tuple[str, int]:
+    response: Mapping[str, Any] = exc.response or {}
+    code = str(response.get("Error", {}).get("Code", ""))
+    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return code, status
+
+
+def _map_error(exc: BaseException, *, what: str, create: bool = False) -> StorageError | None:
+    """The flytestore error for a client exception (``None``: not the client's, let it through).
+
+    ``what`` names the operation and its reference (``read [s3://b/k]``); ``create`` marks a
+    create-only write, whose failed ``If-None-Match`` means the object already exists.
+    """
+    if isinstance(exc, ClientError):
+        code, status = _error_info(exc)
+        message = str(exc.response.get("Error", {}).get("Message", "") or "")
+        detail = f"cannot {what}: {code or status}" + (f" ({message})" if message else "")
+        if code in _NOT_FOUND_CODES or status == 404:
+            return NotFoundError(detail)
+        if code == "PreconditionFailed" or status == 412:
+            if create:
+                return AlreadyExistsError(f"cannot {what}: the object already exists")
+            return PreconditionFailedError(detail)
+        if code in ("BucketAlreadyExists", "BucketAlreadyOwnedByYou"):
+            return AlreadyExistsError(detail)
+        if code in _PERMISSION_CODES or status in (401, 403):
+            return PermissionDeniedError(detail)
+        if code in _INVALID_REFERENCE_CODES:
+            return InvalidReferenceError(detail)
+        if code in _TRANSIENT_CODES or status == 429 or status >= 500:
+            return TransientError(detail)
+        return StorageError(detail)
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError)):
+        return PermissionDeniedError(
+            f"cannot {what}: no usable AWS credentials ({exc}); set auth_type: accesskey with "
+            "access_key_id and secret_key (or secret_key_path), or provide credentials to the "
+            "environment / IAM chain"
+        )
+    if isinstance(exc, ParamValidationError):
+        if "bucket" in str(exc).lower():
+            return InvalidReferenceError(f"cannot {what}: {exc}")
+        return InvalidArgumentError(f"cannot {what}: {exc}")
+    if isinstance(exc, _TRANSIENT_EXCEPTIONS):
+        return TransientError(f"cannot {what}: {type(exc).__name__}: {exc}")
+    if isinstance(exc, BotoCoreError):
+        return StorageError(f"cannot {what}: {exc}")
+    return None
+
+
+def _errors(what: str, *, create: bool = False) -> contextlib.AbstractContextManager[None]:
+    """Apply ``_map_error`` to a block (the original stays as ``__cause__``)."""
+    return map_exceptions(functools.partial(_map_error, what=what, create=create))
+
+
+def _is_not_found(exc: ClientError) -> bool:
+    code, status = _error_info(exc)
+    return status == 404 or code in _NOT_FOUND_CODES
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """How to reach S3: endpoint, credentials, addressing, pool and timeouts.
+
+    ``access_key_id``/``secret_access_key``/``session_token`` are static credentials; when they
+    are ``None`` the AWS credential chain (environment, profile, IAM role) is used. Secrets never
+    appear in ``repr``.
+    """
+
+    region: str | None = None
+    endpoint_url: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    #: ``path``, ``virtual`` or ``auto`` (botocore's choice).
+    addressing_style: str = "auto"
+    use_ssl: bool = True
+    #: ``s3v4``, or ``s3`` (SigV2) for Flyte's ``v2_signing``.
+    signature_version: str = "s3v4"
+    pool_size: int = 100
+    connect_timeout: float = 60.0
+    read_timeout: float = 60.0
+    keepalive_timeout: float = 90.0
+    #: Attempts per request in botocore's ``standard`` retry mode (1 = no retries).
+    max_attempts: int = 3
+    #: Sent with every request (``defaultHttpClient.headers``); may hold credentials of a proxy.
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def client_config(self) -> AioConfig:
+        return AioConfig(
+            max_pool_connections=self.pool_size,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            signature_version=self.signature_version,
+            s3={"addressing_style": self.addressing_style},
+            retries={"mode": "standard", "max_attempts": self.max_attempts},
+            connector_args={"keepalive_timeout": self.keepalive_timeout},
+        )
+
+    def create_client(self, session: AioSession) -> contextlib.AbstractAsyncContextManager[Any]:
+        return cast(
+            "contextlib.AbstractAsyncContextManager[Any]",
+            session.create_client(
+                "s3",
+                region_name=self.region,
+                endpoint_url=self.endpoint_url,
+                use_ssl=self.use_ssl,
+                aws_access_key_id=self.access_key_id,
+                aws_secret_access_key=self.secret_access_key,
+                aws_session_token=self.session_token,
+                config=self.client_config(),
+            ),
+        )
+
+
+_KNOWN_KEYS = (
+    "auth_type",
+    "access_key_id",
+    "secret_key",
+    "secret_key_path",
+    "token",
+    "region",
+    "endpoint",
+    "disable_ssl",
+    "addressing_style",
+    "v2_signing",
+)
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0", "")
+
+
+def _bool_setting(settings: Mapping[str, Any], key: str, field: str) -> bool:
+    value = str(settings.get(key, "")).strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{field}.{key}", f"expected true or false, got {settings[key]!r}")
+
+
+def parse_settings(
+    settings: Mapping[str, Any], *, config: Config | None = None, field: str = "stow.config"
+) -> S3Settings:
+    """``S3Settings`` from Flyte's stow ``s3`` keys (plus ``addressing_style``) and the config's
+    ``defaultHttpClient`` (pool size, keep-alive, timeout, headers)."""
+    for key in settings:
+        if key not in _KNOWN_KEYS:
+            raise ConfigError(f"{field}.{key}", f"unknown key for the s3 backend; valid keys: {', '.join(_KNOWN_KEYS)}")
+
+    def get(key: str) -> str | None:
+        value = settings.get(key)
+        if value is None:
+            return None
+        text = str(value).strip()
+        return text or None
+
+    access_key_id = get("access_key_id")
+    secret = get("secret_key")
+    secret_path = get("secret_key_path")
+    if secret_path is not None:
+        try:
+            with open(secret_path, encoding="utf-8") as handle:
+                secret = handle.read().strip() or None
+        except OSError as err:
+            # The path is not secret; the file's content is, and is never quoted.
+            raise ConfigError(
+                f"{field}.secret_key_path", f"cannot read the secret key file [{secret_path}]: {err.strerror or err}"
+            ) from None
+    auth_type = (get("auth_type") or ("accesskey" if access_key_id or secret else "iam")).lower()
+    if auth_type not in ("iam", "accesskey"):
+        raise ConfigError(f"{field}.auth_type", f"must be iam or accesskey, got [{settings.get('auth_type')}]")
+    token = get("token")
+    if auth_type == "accesskey":
+        if not access_key_id:
+            raise ConfigError(f"{field}.access_key_id", "auth_type accesskey needs access_key_id")
+        if not secret:
+            raise ConfigError(f"{field}.secret_key", "auth_type accesskey needs secret_key or secret_key_path")
+    else:
+        # iam: the credential chain decides, as in Flyte (static keys, if any, are ignored).
+        access_key_id = secret = token = None
+
+    disable_ssl = _bool_setting(settings, "disable_ssl", field)
+    endpoint = get("endpoint")
+    if endpoint is not None and "://" not in endpoint:
+        # Go's SDK takes a bare host:port and picks the scheme from disable_ssl.
+        endpoint = ("http://" if disable_ssl else "https://") + endpoint
+    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+        raise ConfigError(f"{field}.endpoint", f"must be an http:// or https:// URL, got [{endpoint}]")
+    style = (get("addressing_style") or ("path" if endpoint else "auto")).lower()
+    if style not in ("path", "virtual", "auto"):
+        raise ConfigError(f"{field}.addressing_style", f"must be path, virtual or auto, got [{style}]")
+
+    kwargs: dict[str, Any] = {}
+    if config is not None:
+        http = http_settings(config)
+        kwargs.update(pool_size=http.pool_size, keepalive_timeout=http.keepalive, headers=http.headers)
+        if http.timeout:
+            kwargs.update(connect_timeout=http.timeout, read_timeout=http.timeout)
+    return S3Settings(
+        region=get("region"),
+        endpoint_url=endpoint,
+        access_key_id=access_key_id,
+        secret_access_key=secret,
+        session_token=token,
+        addressing_style=style,
+        use_ssl=not disable_ssl,
+        signature_version="s3" if _bool_setting(settings, "v2_signing", field) else "s3v4",
+        **kwargs,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The client: every S3 call goes through here
+
+
+class _S3Api:
+    """The aiobotocore calls the store makes, in one place.
+
+    Methods return botocore's response dicts and raise botocore's exceptions; the store maps
+    them. A leaner request path (signed aiohttp requests for the hot operations) can replace
+    methods here without touching the store.
+    """
+
+    __slots__ = ("checksums", "client", "conditional_copy", "signer")
+
+    def __init__(self, client: Any, signer: Any) -> None:
+        self.client = client
+        self.signer = signer
+        #: Send CRC32 part checksums as s3transfer does, unless the user turned checksums off
+        #: (``AWS_REQUEST_CHECKSUM_CALCULATION=when_required``, for servers that reject them).
+        self.checksums = getattr(client.meta.config, "request_checksum_calculation", None) == "when_supported"
+        #: Whether this botocore knows CopyObject's If-None-Match (newer than PutObject's).
+        copy_input = client.meta.service_model.operation_model("CopyObject").input_shape
+        self.conditional_copy = "IfNoneMatch" in copy_input.members
+
+    async def head(self, bucket: str, key: str) -> _Resp:
+        resp: _Resp = await self.client.head_object(Bucket=bucket, Key=key)
+        return resp
+
+    async def get(self, bucket: str, key: str, byte_range: str | None = None) -> _Resp:
+        if byte_range is None:
+            resp: _Resp = await self.client.get_object(Bucket=bucket, Key=key)
+        else:
+            resp = await self.client.get_object(Bucket=bucket, Key=key, Range=byte_range)
+        return resp
+
+    async def put(self, bucket: str, key: str, body: bytes, params: Mapping[str, Any]) -> _Resp:
+        resp: _Resp = await self.client.put_object(Bucket=bucket, Key=key, Body=body, **params)
+        return resp
+
+    async def create_multipart(self, bucket: str, key: str, params: Mapping[str, Any]) -> str:
+        if self.checksums:
+            params = {**params, "ChecksumAlgorithm": "CRC32"}
+        resp: _Resp = await self.client.create_multipart_upload(Bucket=bucket, Key=key, **params)
+        return str(resp["UploadId"])
+
+    async def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: bytes) -> _Resp:
+        extra = {"ChecksumAlgorithm": "CRC32"} if self.checksums else {}
+        resp: _Resp = await self.client.upload_part(
+            Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body, **extra
+        )
+        part: _Resp = {"PartNumber": number, "ETag": resp["ETag"]}
+        if self.checksums and resp.get("ChecksumCRC32"):
+            part["ChecksumCRC32"] = resp["ChecksumCRC32"]
+        return part
+
+    async def upload_part_copy(
+        self, bucket: str, key: str, upload_id: str, number: int, source: Mapping[str, str], byte_range: str
+    ) -> _Resp:
+        resp: _Resp = await self.client.upload_part_copy(
+            Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, CopySource=dict(source),
+            CopySourceRange=byte_range,
+        )  # fmt: skip
+        part: _Resp = {"PartNumber": number, "ETag": resp["CopyPartResult"]["ETag"]}
+        if self.checksums and resp["CopyPartResult"].get("ChecksumCRC32"):
+            part["ChecksumCRC32"] = resp["CopyPartResult"]["ChecksumCRC32"]
+        return part
+
+    async def complete(self, bucket: str, key: str, upload_id: str, parts: list[_Resp], if_none_match: bool) -> _Resp:
+        extra = {"IfNoneMatch": "*"} if if_none_match else {}
+        resp: _Resp = await self.client.complete_multipart_upload(
+            Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}, **extra
+        )
+        return resp
+
+    async def abort(self, bucket: str, key: str, upload_id: str) -> None:
+        await self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+
+    async def copy(self, bucket: str, key: str, source: Mapping[str, str], params: Mapping[str, Any]) -> _Resp:
+        resp: _Resp = await self.client.copy_object(Bucket=bucket, Key=key, CopySource=dict(source), **params)
+        return resp
+
+    async def delete(self, bucket: str, key: str) -> None:
+        await self.client.delete_object(Bucket=bucket, Key=key)
+
+    async def list(self, bucket: str, prefix: str, max_keys: int, start_after: str | None) -> _Resp:
+        extra = {"StartAfter": start_after} if start_after else {}
+        resp: _Resp = await self.client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=max_keys, **extra)
+        return resp
+
+    async def head_bucket(self, bucket: str) -> None:
+        await self.client.head_bucket(Bucket=bucket)
+
+    async def create_bucket(self, bucket: str, region: str | None) -> None:
+        if region and region != "us-east-1":
+            await self.client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+        else:
+            await self.client.create_bucket(Bucket=bucket)
+
+    async def presign(self, method: str, params: Mapping[str, Any], expires_in: int) -> str:
+        url = await self.signer.generate_presigned_url(method, Params=dict(params), ExpiresIn=expires_in)
+        return str(url)
+
+
+@functools.lru_cache(maxsize=1)
+def _shared_loader() -> Any:
+    """One botocore data loader for every store of the process.
+
+    Each store has its own session (credential caches may hold loop-bound locks), but parsing
+    botocore's S3 model and endpoint JSON costs ~0.1 s of CPU per session; the loader caches the
+    parsed data, which botocore only reads.
+    """
+    return botocore.loaders.create_loader()
+
+
+def _header_hook(headers: Mapping[str, str]) -> Callable[..., None]:
+    """A ``before-sign`` handler adding the configured default headers (signed with the request).
+
+    Presigned URLs are left alone: a header signed into a URL would become one more header every
+    user of the URL must send.
+    """
+    items = tuple(headers.items())
+
+    def add_headers(request: Any, signature_version: Any = None, **_: Any) -> None:
+        if isinstance(signature_version, str) and signature_version.endswith("-query"):
+            return
+        for name, value in items:
+            if name not in request.headers:
+                request.headers[name] = value
+
+    return add_headers
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def _etag(value: object) -> str:
+    return str(value).strip('"') if value else ""
+
+
+def _version(value: object) -> str | None:
+    return str(value) if value and value != "null" else None
+
+
+def _metadata(resp: Mapping[str, Any], size: int) -> Metadata:
+    user: Mapping[str, str] = resp.get("Metadata") or _EMPTY
+    return Metadata(
+        exists=True,
+        size=size,
+        etag=_etag(resp.get("ETag")),
+        content_md5=user.get(FLYTE_CONTENT_MD5, ""),
+        content_type=resp.get("ContentType"),
+        last_modified=resp.get("LastModified"),
+        user_metadata=user,
+        version=_version(resp.get("VersionId")),
+    )
+
+
+def _written(resp: Mapping[str, Any], size: int, options: Options) -> Metadata:
+    user = {k.lower(): v for k, v in options.metadata.items()} if options.metadata else _EMPTY
+    return Metadata(
+        exists=True,
+        size=size,
+        etag=_etag(resp.get("ETag")),
+        content_md5=user.get(FLYTE_CONTENT_MD5, ""),
+        content_type=options.content_type,
+        user_metadata=user,
+        version=_version(resp.get("VersionId")),
+    )
+
+
+def _total_size(resp: Mapping[str, Any]) -> int:
+    """The whole object's size from a (possibly ranged) GET: ``Content-Range: bytes a-b/total``."""
+    content_range = resp.get("ContentRange")
+    if content_range:
+        total = str(content_range).rpartition("/")[2]
+        if total.isdigit():
+            return int(total)
+    return int(resp.get("ContentLength", 0))
+
+
+def _byte_range(offset: int, length: int | None) -> str | None:
+    if length is None:
+        return f"bytes={offset}-" if offset else None
+    return f"bytes={offset}-{offset + length - 1}"
+
+
+def _object_params(options: Options) -> dict[str, Any]:
+    """Metadata and content type of a write, as botocore parameters."""
+    params: dict[str, Any] = {}
+    if options.metadata:
+        params["Metadata"] = dict(options.metadata)
+    if options.content_type:
+        params["ContentType"] = options.content_type
+    return params
+
+
+def _nbytes(chunk: BytesLike) -> int:
+    return chunk.nbytes if isinstance(chunk, memoryview) else len(chunk)
+
+
+def _join(parts: list[BytesLike]) -> bytes:
+    if len(parts) == 1 and type(parts[0]) is bytes:
+        return parts[0]
+    return b"".join(parts)
+
+
+def _immutable(chunk: BytesLike) -> bool:
+    return isinstance(chunk, bytes) or (isinstance(chunk, memoryview) and chunk.readonly)
+
+
+class _Body:
+    """The chunks of a GET's body, each at most ``chunk_size`` bytes (aiohttp hands over what
+    has arrived, typically up to 256 KiB). Closing releases the connection."""
+
+    __slots__ = ("_body", "_chunk_size", "_ref")
+
+    def __init__(self, body: Any, chunk_size: int, ref: str) -> None:
+        self._body = body
+        self._chunk_size = chunk_size
+        self._ref = ref
+
+    def __aiter__(self) -> _Body:
+        return self
+
+    async def __anext__(self) -> bytes:
+        # Per chunk, so the mapper is applied with try/except rather than a fresh context manager.
+        try:
+            chunk: bytes = await self._body.read(self._chunk_size)
+        except Exception as exc:
+            mapped = _map_error(exc, what=f"read [{self._ref}]")
+            if mapped is None:
+                raise
+            raise mapped from exc
+        if chunk:
+            return chunk
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        self._body.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Multipart uploads
+
+
+class _Upload:
+    """One multipart upload in progress: numbered parts, at most ``in_flight`` uploading at once."""
+
+    def __init__(
+        self, api: _S3Api, bucket: str, key: str, upload_id: str, *, in_flight: int, part_size: int, fixed: bool
+    ) -> None:
+        self.api = api
+        self.bucket = bucket
+        self.key = key
+        self.upload_id = upload_id
+        self.in_flight = in_flight
+        self._base_part_size = part_size
+        self._fixed = fixed
+        self._tasks: set[asyncio.Task[_Resp]] = set()
+        self._parts: list[_Resp] = []
+        self._next = 1
+
+    @property
+    def part_size(self) -> int:
+        """The size of the next part."""
+        if self._fixed:
+            return self._base_part_size
+        step = (self._next - 1) // _PARTS_PER_SIZE_STEP
+        return min(self._base_part_size << step, MAX_PART_SIZE)
+
+    def _reap(self, done: set[asyncio.Task[_Resp]]) -> None:
+        for task in done:
+            self._tasks.discard(task)
+            self._parts.append(task.result())  # re-raises a failed part
+
+    async def _wait_one(self) -> None:
+        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        self._reap(done)
+
+    async def submit(self, body: bytes) -> None:
+        """Start uploading the next part, after waiting for a free slot."""
+        self._reap({task for task in self._tasks if task.done()})  # fail fast on an earlier part
+        while len(self._tasks) >= self.in_flight:
+            await self._wait_one()
+        if self._next > MAX_PARTS:
+            raise InvalidArgumentError(f"the object needs more than {MAX_PARTS} parts, the most S3 accepts")
+        number, self._next = self._next, self._next + 1
+        self._tasks.add(
+            asyncio.ensure_future(self.api.upload_part(self.bucket, self.key, self.upload_id, number, body))
+        )
+
+    async def submit_copy(self, source: Mapping[str, str], byte_range: str) -> None:
+        while len(self._tasks) >= self.in_flight:
+            await self._wait_one()
+        number, self._next = self._next, self._next + 1
+        call = self.api.upload_part_copy(self.bucket, self.key, self.upload_id, number, source, byte_range)
+        self._tasks.add(asyncio.ensure_future(call))
+
+    async def complete(self, if_none_match: bool) -> _Resp:
+        while self._tasks:
+            await self._wait_one()
+        parts = sorted(self._parts, key=lambda part: int(part["PartNumber"]))
+        return await self.api.complete(self.bucket, self.key, self.upload_id, parts, if_none_match)
+
+    async def discard(self) -> None:
+        """Stop the parts still uploading and abort the upload; never raises (it runs while
+        another error propagates)."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        with contextlib.suppress(Exception):
+            await self.api.abort(self.bucket, self.key, self.upload_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# The store
+
+
+class S3Store(BaseStore):
+    """Objects in S3 (or an S3-compatible server): ``s3://<bucket>/<key>``.
+
+    ``open()`` creates the aiobotocore client (one per store, with the pool and timeouts of
+    ``settings``) and the configured bucket when it is missing; ``aclose()`` waits for pending
+    upload clean-ups and closes the client. ``signing`` (Flyte's ``signedUrl.stowConfigOverride``)
+    gives presigned URLs their own endpoint or credentials.
+    """
+
+    schemes = ("s3",)
+
+    def __init__(
+        self,
+        settings: S3Settings | None = None,
+        *,
+        container: str = "",
+        multicontainer: bool = True,
+        signing: S3Settings | None = None,
+        part_size: int = DEFAULT_PART_SIZE,
+        max_parts_in_flight: int = DEFAULT_PARTS_IN_FLIGHT,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        copy_threshold: int = COPY_OBJECT_MAX,
+        copy_part_size: int = DEFAULT_COPY_PART_SIZE,
+        create_container: bool = True,
+    ) -> None:
+        super().__init__(container=container, multicontainer=multicontainer)
+        for name, value, low, high in (
+            ("part_size", part_size, MIN_PART_SIZE, MAX_PART_SIZE),
+            ("max_parts_in_flight", max_parts_in_flight, 1, 1024),
+            ("chunk_size", chunk_size, 1, 8 * MiB),
+            ("copy_threshold", copy_threshold, 0, COPY_OBJECT_MAX),
+            ("copy_part_size", copy_part_size, MIN_PART_SIZE, MAX_PART_SIZE),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ConfigError(name, f"must be an int between {low} and {high}, got {value!r}")
+        self.settings = settings or S3Settings()
+        self.signing = signing
+        self.part_size = part_size
+        self.max_parts_in_flight = max_parts_in_flight
+        self.chunk_size = chunk_size
+        self.copy_threshold = copy_threshold
+        self.copy_part_size = copy_part_size
+        self.create_container = create_container
+        self._api: _S3Api | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        #: Upload clean-ups running in the background (shielded from their caller's cancellation).
+        self._cleanups: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:
+        s = self.settings
+        return f"S3Store(container={self.container!r}, endpoint={s.endpoint_url!r}, region={s.region!r})"
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._api is not None:
+            return
+        stack = contextlib.AsyncExitStack()
+        try:
+            session = AioSession()
+            session.register_component("data_loader", _shared_loader())
+            client = await stack.enter_async_context(self.settings.create_client(session))
+            if self.settings.headers:
+                client.meta.events.register("before-sign.s3", _header_hook(self.settings.headers))
+            signer = client
+            if self.signing is not None:
+                signer = await stack.enter_async_context(self.signing.create_client(session))
+            self._api = _S3Api(client, signer)
+            self._stack = stack
+            if self.container and self.create_container:
+                await self._ensure_bucket(self._api, self.container)
+        except BaseException:
+            self._api = None
+            self._stack = None
+            await stack.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        stack, self._stack, self._api = self._stack, None, None
+        if self._cleanups:
+            await asyncio.gather(*self._cleanups, return_exceptions=True)
+        if stack is not None:
+            await stack.aclose()
+
+    @property
+    def api(self) -> _S3Api:
+        api = self._api
+        if api is None:
+            raise StorageError(f"{self!r} is not open: use `async with store:` or `await store.open()` first")
+        return api
+
+    async def _ensure_bucket(self, api: _S3Api, bucket: str) -> None:
+        with _errors(f"open the container [{self.base_container}]"):
+            try:
+                await api.head_bucket(bucket)
+                return
+            except ClientError as exc:
+                if _error_info(exc)[1] in (401, 403):
+                    # Without s3:ListBucket HEAD is refused even for an existing bucket; writes
+                    # will tell whether it is there.
+                    return
+                if not _is_not_found(exc):
+                    raise
+            await self._create_bucket(api, bucket)
+
+    async def _create_bucket(self, api: _S3Api, bucket: str) -> None:
+        with _errors(f"create the bucket [s3://{bucket}]"):
+            try:
+                await api.create_bucket(bucket, self.settings.region)
+            except ClientError as exc:
+                if _error_info(exc)[0] != "BucketAlreadyOwnedByYou":  # a concurrent creator won
+                    raise
+
+    async def _with_bucket(self, api: _S3Api, bucket: str, call: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+        """Run a write; if the configured bucket vanished, create it and run the write again
+        (Flyte's Go store creates it but drops the write)."""
+        try:
+            return await call()
+        except ClientError as exc:
+            if not (bucket == self.container and _error_info(exc)[0] == "NoSuchBucket"):
+                raise
+        await self._create_bucket(api, bucket)
+        return await call()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+        return task
+
+    # -- head / read ----------------------------------------------------------------------------
+
+    async def _head(self, api: _S3Api, bucket: str, key: str) -> _Resp | None:
+        try:
+            return await api.head(bucket, key)
+        except ClientError as exc:
+            if _is_not_found(exc):
+                return None
+            raise
+
+    async def head(self, ref: str) -> Metadata:
+        bucket, key = self.locate(ref)
+        with _errors(f"head [{ref}]"):
+            resp = await self._head(self.api, bucket, key)
+        if resp is None:
+            return Metadata.missing()
+        return _metadata(resp, int(resp.get("ContentLength", 0)))
+
+    async def _existing(self, bucket: str, key: str, what: str, missing: str = "the object does not exist") -> Metadata:
+        """The object's metadata, or ``NotFoundError`` ("cannot <what>: <missing>")."""
+        with _errors(what):
+            resp = await self._head(self.api, bucket, key)
+        if resp is None:
+            raise NotFoundError(f"cannot {what}: {missing}")
+        return _metadata(resp, int(resp.get("ContentLength", 0)))
+
+    async def _get(self, bucket: str, key: str, offset: int, length: int | None) -> _Resp | None:
+        """GET the object or a range of it; ``None`` for a range that starts past the end."""
+        byte_range = _byte_range(offset, length)
+        if byte_range is None:
+            return await self.api.get(bucket, key)
+        try:
+            return await self.api.get(bucket, key, byte_range)
+        except ClientError as exc:
+            if _error_info(exc)[0] == "InvalidRange":  # the object exists, the range is empty
+                return None
+            raise
+
+    async def read_raw(self, ref: str, offset: int = 0, length: int | None = None) -> ByteStream:
+        check_range(offset, length)
+        bucket, key = self.locate(ref)
+        what = f"read [{ref}]"
+        if length == 0:
+            return ByteStream.from_bytes(b"", metadata=await self._existing(bucket, key, what))
+        with _errors(what):
+            resp = await self._get(bucket, key, offset, length)
+        if resp is None:
+            return ByteStream.from_bytes(b"")
+        body = _Body(resp["Body"], self.chunk_size, ref)
+        size = int(resp["ContentLength"])
+        return ByteStream(body, size=size, metadata=_metadata(resp, _total_size(resp)))
+
+    async def read_bytes(
+        self, ref: str, offset: int = 0, length: int | None = None, max_size: int | None = None
+    ) -> bytes:
+        check_range(offset, length)
+        bucket, key = self.locate(ref)
+        what = f"read [{ref}]"
+        if length == 0:
+            await self._existing(bucket, key, what)
+            return b""
+        with _errors(what):
+            resp = await self._get(bucket, key, offset, length)
+            if resp is None:
+                return b""
+            body = resp["Body"]
+            try:
+                size = int(resp["ContentLength"])
+                if max_size and size > max_size:
+                    raise ExceedsLimitError(size, max_size, ref)
+                data: bytes = await body.read()
+            finally:
+                body.close()
+            return data
+
+    # -- write ----------------------------------------------------------------------------------
+
+    async def write_raw(
+        self, ref: str, data: Payload, size: int | None = None, options: Options | None = None
+    ) -> Metadata:
+        """Write ``data``: one PutObject when it fits ``part_size``, else a multipart upload.
+
+        A failed, cancelled or mis-sized write commits nothing and leaves no parts behind.
+        """
+        bucket, key = self.locate(ref)
+        options = options or DEFAULT_OPTIONS
+        if size is None and isinstance(data, _BYTES_TYPES) and _nbytes(data) <= self.part_size:
+            body = data if type(data) is bytes else bytes(data)
+            return await self._put(ref, bucket, key, body, options)
+        return await self._write_stream(ref, bucket, key, data, size, options)
+
+    async def _put(self, ref: str, bucket: str, key: str, body: bytes, options: Options) -> Metadata:
+        params = _object_params(options)
+        if options.if_not_exists:
+            params["IfNoneMatch"] = "*"
+        api = self.api
+        with _errors(f"write [{ref}]", create=options.if_not_exists):
+            resp = await self._with_bucket(api, bucket, functools.partial(api.put, bucket, key, body, params))
+        return _written(resp, len(body), options)
+
+    def _part_size(self, declared: int | None) -> tuple[int, bool]:
+        """The part size of an upload and whether it is fixed (declared size) or grows."""
+        if declared is None:
+            return self.part_size, False
+        needed = math.ceil(declared / MAX_PARTS)
+        return max(self.part_size, math.ceil(needed / MiB) * MiB), True
+
+    async def _write_stream(
+        self, ref: str, bucket: str, key: str, data: Payload, size: int | None, options: Options
+    ) -> Metadata:
+        part_size, fixed = self._part_size(size)
+        pending: list[BytesLike] = []
+        pending_size = 0
+        total = 0
+        upload: _Upload | None = None
+        with _errors(f"write [{ref}]", create=options.if_not_exists):
+            try:
+                payload = cast("AsyncGenerator[BytesLike, None]", iter_payload(data, size, part_size))
+                async with contextlib.aclosing(payload) as chunks:
+                    async for chunk in chunks:
+                        if isinstance(chunk, memoryview) and (chunk.ndim != 1 or chunk.itemsize != 1):
+                            chunk = chunk.tobytes()
+                        n = _nbytes(chunk)
+                        total += n
+                        # A full part goes out only once more data follows it, so a stream of
+                        # at most one part stays a single PutObject.
+                        while pending_size + n > part_size:
+                            take = part_size - pending_size
+                            view = memoryview(chunk)
+                            pending.append(view[:take])
+                            if upload is None:
+                                upload = await self._start_upload(ref, bucket, key, options, part_size, fixed)
+                            await upload.submit(_join(pending))
+                            pending, pending_size = [], 0
+                            chunk, n = view[take:], n - take
+                            part_size = upload.part_size
+                        if n:
+                            # Held across the next chunk: copy what the producer may reuse.
+                            pending.append(chunk if _immutable(chunk) else bytes(chunk))
+                            pending_size += n
+                if upload is None:
+                    return await self._put(ref, bucket, key, _join(pending) if pending else b"", options)
+                await upload.submit(_join(pending))
+                resp = await upload.complete(options.if_not_exists)
+            except BaseException:
+                if upload is not None:
+                    # Shielded: a second cancellation cannot skip the abort (aclose waits for it).
+                    await asyncio.shield(self._spawn(upload.discard()))
+                raise
+        return _written(resp, total, options)
+
+    async def _start_upload(
+        self, ref: str, bucket: str, key: str, options: Options, part_size: int, fixed: bool
+    ) -> _Upload:
+        api = self.api
+        if options.if_not_exists and await self._head(api, bucket, key) is not None:
+            # Fail before uploading gigabytes; the completion is conditional anyway.
+            raise AlreadyExistsError(f"cannot write [{ref}]: the object already exists")
+        params = _object_params(options)
+        create = asyncio.ensure_future(
+            self._with_bucket(api, bucket, functools.partial(api.create_multipart, bucket, key, params))
+        )
+        try:
+            upload_id = await asyncio.shield(create)
+        except asyncio.CancelledError:
+            # The upload may exist on the server already: abort it once its id arrives.
+            self._spawn(_abort_when_created(api, bucket, key, create))
+            raise
+        return _Upload(
+            api, bucket, key, upload_id, in_flight=self.max_parts_in_flight, part_size=part_size, fixed=fixed
+        )
+
+    # -- delete ---------------------------------------------------------------------------------
+
+    async def delete(self, ref: str) -> None:
+        bucket, key = self.locate(ref)
+        what = f"delete [{ref}]"
+        await self._existing(bucket, key, what)  # S3 deletes missing objects silently
+        with _errors(what):
+            await self.api.delete(bucket, key)
+
+    # -- copy -----------------------------------------------------------------------------------
+
+    async def copy_raw(self, src: str, dst: str, *, options: Options | None = None) -> Metadata:
+        """Server-side copy (CopyObject, or UploadPartCopy parts past ``copy_threshold``).
+
+        Without ``options`` the source's metadata and content type are kept; with options carrying
+        metadata or a content type, those replace them.
+        """
+        src_bucket, src_key = self.locate(src)
+        bucket, key = self.locate(dst)
+        options = options or DEFAULT_OPTIONS
+        what = f"copy [{src}] to [{dst}]"
+        source = await self._existing(src_bucket, src_key, what, "the source does not exist")
+        api = self.api
+        copy_source = {"Bucket": src_bucket, "Key": src_key}
+        replace = bool(options.metadata or options.content_type)
+        with _errors(what, create=options.if_not_exists):
+            if options.if_not_exists and await self._head(api, bucket, key) is not None:
+                raise AlreadyExistsError(f"cannot {what}: the object already exists")
+            if source.size > self.copy_threshold:
+                meta_options = options if replace else Options(source.user_metadata, source.content_type)
+                resp = await self._copy_parts(api, bucket, key, copy_source, source.size, meta_options, options)
+            else:
+                params = _object_params(options)
+                if replace:
+                    params["MetadataDirective"] = "REPLACE"
+                if options.if_not_exists and api.conditional_copy:
+                    params["IfNoneMatch"] = "*"
+                call = functools.partial(api.copy, bucket, key, copy_source, params)
+                resp = await self._with_bucket(api, bucket, call)
+                resp = resp.get("CopyObjectResult", resp)
+        written = _written(resp, source.size, options)
+        if replace:
+            return written
+        return Metadata(
+            exists=True,
+            size=source.size,
+            etag=written.etag,
+            content_md5=source.content_md5,
+            content_type=source.content_type,
+            last_modified=resp.get("LastModified"),
+            user_metadata=source.user_metadata,
+            version=written.version,
+        )
+
+    async def _copy_parts(
+        self,
+        api: _S3Api,
+        bucket: str,
+        key: str,
+        source: Mapping[str, str],
+        size: int,
+        meta_options: Options,
+        options: Options,
+    ) -> _Resp:
+        part_size = max(self.copy_part_size, math.ceil(size / MAX_PARTS))
+        params = _object_params(meta_options)
+        upload_id = await self._with_bucket(api, bucket, functools.partial(api.create_multipart, bucket, key, params))
+        upload = _Upload(
+            api, bucket, key, upload_id, in_flight=self.max_parts_in_flight, part_size=part_size, fixed=True
+        )
+        try:
+            for start in range(0, size, part_size):
+                await upload.submit_copy(source, f"bytes={start}-{min(start + part_size, size) - 1}")
+            return await upload.complete(options.if_not_exists)
+        except BaseException:
+            await asyncio.shield(self._spawn(upload.discard()))
+            raise
+
+    # -- list -----------------------------------------------------------------------------------
+
+    async def _list_entries(
+        self, container: str, prefix: str, max_items: int, cursor: Cursor
+    ) -> tuple[list[ListEntry], Cursor]:
+        """Up to ``max_items`` entries after the cursor's key (``StartAfter``), in key order."""
+        start_after: str | None = None
+        if not cursor.is_start():
+            if not isinstance(cursor.position, str):
+                raise InvalidArgumentError(f"cursor position must be a str (a key), got {cursor.position!r}")
+            start_after = cursor.position
+        entries: list[ListEntry] = []
+        make_ref = self.make_ref
+        api = self.api
+        truncated = True
+        with _errors(f"list [{self.make_ref(container, prefix)}]"):
+            while truncated and len(entries) < max_items:
+                resp = await api.list(container, prefix, min(max_items - len(entries), _LIST_REQUEST_MAX), start_after)
+                contents = resp.get("Contents") or ()
+                for obj in contents:
+                    entries.append(
+                        ListEntry(
+                            make_ref(container, obj["Key"]),
+                            int(obj.get("Size", 0)),
+                            _etag(obj.get("ETag")),
+                            cast("datetime | None", obj.get("LastModified")),
+                        )
+                    )
+                truncated = bool(resp.get("IsTruncated")) and bool(contents)
+                if contents:
+                    start_after = contents[-1]["Key"]
+        if truncated and start_after is not None:
+            return entries, Cursor.at(start_after)
+        return entries, Cursor.end()
+
+    # -- signed URLs ----------------------------------------------------------------------------
+
+    async def create_signed_url(self, ref: str, props: SignedURLProperties) -> SignedURLResponse:
+        """A SigV4 presigned GET or PUT URL, and the headers its user must send.
+
+        For a PUT with ``content_md5`` the MD5 is signed (header ``Content-MD5``) and, with
+        ``add_content_md5_metadata``, also stored as the ``flytecontentmd5`` metadata.
+        """
+        bucket, key = self.locate(ref)
+        seconds = max(1, math.ceil(props.expires_in.total_seconds()))
+        if seconds > MAX_SIGNED_URL_SECONDS:
+            raise InvalidArgumentError(
+                f"signed URL expires_in {props.expires_in} is longer than S3's maximum of 7 days"
+            )
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        headers: dict[str, str] = {}
+        method = "get_object"
+        if props.scope == "PUT":
+            method = "put_object"
+            if props.content_md5:
+                params["ContentMD5"] = props.content_md5
+                headers["Content-MD5"] = props.content_md5
+                if props.add_content_md5_metadata:
+                    params["Metadata"] = {FLYTE_CONTENT_MD5: props.content_md5}
+                    headers[f"x-amz-meta-{FLYTE_CONTENT_MD5}"] = props.content_md5
+        with _errors(f"sign a {props.scope} URL for [{ref}]"):
+            url = await self.api.presign(method, params, seconds)
+        return SignedURLResponse(url, MappingProxyType(headers) if headers else _EMPTY)
+
+
+async def _abort_when_created(api: _S3Api, bucket: str, key: str, create: asyncio.Future[Any]) -> None:
+    with contextlib.suppress(BaseException):
+        upload_id = await create
+        await api.abort(bucket, key, str(upload_id))
+
+
+def from_config(
+    settings: Mapping[str, str], *, container: str, multicontainer: bool, config: Config, field: str
+) -> S3Store:
+    """Build an S3Store from Flyte's stow ``s3`` settings (``stow.config`` or ``schemes.s3.config``).
+
+    For the primary store, ``signedUrl.stowConfigOverride`` (keys merged over ``stow.config``)
+    configures a second client used only to sign URLs, as Flyte's signed-URL location does.
+    """
+    s3_settings = parse_settings(settings, config=config, field=field)
+    signing: S3Settings | None = None
+    override = config.signed_url.stow_config_override
+    if override and field == "stow.config":
+        for key in override:
+            if key not in _KNOWN_KEYS:
+                raise ConfigError(
+                    f"signedUrl.stowConfigOverride.{key}",
+                    f"unknown key for the s3 backend; valid keys: {', '.join(_KNOWN_KEYS)}",
+                )
+        signing = parse_settings({**settings, **override}, config=config, field="signedUrl.stowConfigOverride")
+    return S3Store(s3_settings, container=container, multicontainer=multicontainer, signing=signing)
