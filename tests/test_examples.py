@@ -22,3 +22,20 @@ def test_quickstart_runs_on_local_disk(tmp_path: Path) -> None:
     assert "download limit works" in out
     assert "after delete, exists=False" in out
     assert (tmp_path / "my-bucket" / "datasets" / "blob.bin").stat().st_size == 64 * 1024 * 1024
+
+
+def test_readme_yaml_example_loads(tmp_path: Path) -> None:
+    import re
+
+    from flytestore import Config
+
+    text = (ROOT / "README.md").read_text()
+    yaml_text = re.search(r"```yaml\n(.*?)```", text, re.S).group(1)  # type: ignore[union-attr]
+    secret = tmp_path / "secret"
+    secret.write_text("s3cr3t\n")
+    path = tmp_path / "flyte.yaml"
+    path.write_text(yaml_text.replace("/etc/s3/secret", str(secret)))
+    config = Config.from_yaml(path)
+    assert config.primary_kind() == "s3" and config.container == "my-bucket"
+    assert config.limits.max_download_mbs == 8 and config.cache.max_size_mbs == 64
+    assert config.redis.addr == "127.0.0.1:6379"
