@@ -38,6 +38,7 @@ from .rawstore import (
     SignedURLResponse,
 )
 from .reference import DataReference, construct_reference
+from .stores.local import LocalStore
 from .stores.memory import MemoryStore
 
 __version__ = "0.1.0"
@@ -60,6 +61,7 @@ __all__ = [
     "Layer",
     "LimitedStore",
     "ListEntry",
+    "LocalStore",
     "MemoryStore",
     "Metadata",
     "NotFoundError",
@@ -83,12 +85,3 @@ __all__ = [
     "is_exists",
     "is_not_found",
 ]
-
-
-def __getattr__(name: str) -> object:
-    # LocalStore pulls in aiofiles: import it only when asked for.
-    if name == "LocalStore":
-        from .stores.local import LocalStore
-
-        return LocalStore
-    raise AttributeError(f"module 'flytestore' has no attribute {name!r}")
