@@ -18,7 +18,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TextIO
 
@@ -27,7 +27,7 @@ from .datastore import DataStore
 from .errors import NotFoundError, StorageError
 from .rawstore import Metadata, SignedURLProperties
 from .reference import split_reference
-from .transfer import Progress, Summary, _dir_key, _join, _relative, copy_many, sync
+from .transfer import Progress, Summary, copy_many, prefix_pairs, sync
 
 __all__ = ["EXIT_FAILURES", "EXIT_NOT_FOUND", "EXIT_OK", "EXIT_STORAGE", "EXIT_USAGE", "build_parser", "main"]
 
@@ -444,14 +444,6 @@ def _basename(ref: str) -> str:
     return name
 
 
-async def _prefix_pairs(store: DataStore, src: str, dst: str) -> AsyncIterator[tuple[str, str]]:
-    _, src_dir = _dir_key(src)
-    async for entry in store.list(src):
-        rel = _relative(entry.ref, src_dir)
-        if rel is not None:
-            yield entry.ref, _join(dst, rel)
-
-
 async def _cmd_cp(store: DataStore, args: argparse.Namespace) -> int:
     if len(args.paths) < 2:
         raise UsageError("cp needs a source and a destination")
@@ -463,7 +455,7 @@ async def _cmd_cp(store: DataStore, args: argparse.Namespace) -> int:
         src = sources[0]
         try:
             summary = await copy_many(
-                store, _prefix_pairs(store, src, dst), concurrency=args.concurrency, progress=progress
+                store, prefix_pairs(store, src, dst), concurrency=args.concurrency, progress=progress
             )
         finally:
             progress.finish()

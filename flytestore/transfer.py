@@ -28,6 +28,7 @@ __all__ = [
     "Summary",
     "TransferStore",
     "copy_many",
+    "prefix_pairs",
     "sync",
 ]
 
@@ -423,6 +424,22 @@ def _join(prefix: str, rel: str) -> str:
     return prefix.rstrip("/") + "/" + escape_key(rel)
 
 
+async def _mapped(store: TransferStore, src_prefix: str, dst_prefix: str) -> AsyncIterator[tuple[ListEntry, str, str]]:
+    """Each object under ``src_prefix`` with its key relative to it and its reference below ``dst_prefix``."""
+    _, src_dir = _dir_key(src_prefix)
+    async for entry in store.list(src_prefix):
+        rel = _relative(entry.ref, src_dir)
+        if rel is not None:
+            yield entry, rel, _join(dst_prefix, rel)
+
+
+async def prefix_pairs(store: TransferStore, src_prefix: str, dst_prefix: str) -> AsyncIterator[tuple[str, str]]:
+    """``(source, destination)`` for every object under ``src_prefix``, mirrored below ``dst_prefix``
+    exactly as ``sync`` maps them: feed it to ``copy_many`` to copy a prefix."""
+    async for entry, _, dst in _mapped(store, src_prefix, dst_prefix):
+        yield entry.ref, dst
+
+
 async def sync(
     store: TransferStore,
     src_prefix: str,
@@ -451,17 +468,13 @@ async def sync(
         progress=progress,
         skip_unchanged=True,
     )
-    _, src_dir = _dir_key(src_prefix)
     _, dst_dir = _dir_key(dst_prefix)
     seen: set[str] = set()
 
     async def copies() -> AsyncIterator[_Item]:
-        async for entry in store.list(src_prefix):
-            rel = _relative(entry.ref, src_dir)
-            if rel is None:
-                continue
+        async for entry, rel, dst in _mapped(store, src_prefix, dst_prefix):
             seen.add(rel)
-            yield _Item(entry.ref, _join(dst_prefix, rel), entry)
+            yield _Item(entry.ref, dst, entry)
 
     async def extras() -> AsyncIterator[_Item]:
         async for entry in store.list(dst_prefix):
