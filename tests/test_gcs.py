@@ -65,8 +65,15 @@ def _config(**stow_config: str) -> Config:
 
 
 def _build(settings: dict[str, str], config: Config | None = None) -> GCSStore:
+    """As the registry builds the primary store."""
+    config = config or _config()
     return from_config(
-        settings, container="bucket", multicontainer=False, config=config or _config(), field="stow.config"
+        settings,
+        container="bucket",
+        multicontainer=False,
+        config=config,
+        field="stow.config",
+        signed_url_override=config.signed_url.stow_config_override,
     )
 
 

@@ -405,7 +405,12 @@ async def test_signed_url_override_endpoint(s3_server: MotoS3) -> None:
         signed_url={"stowConfigOverride": {"endpoint": "https://public.example.com"}},
     )
     store = from_config(
-        config.backend_config(), container=bucket, multicontainer=False, config=config, field="stow.config"
+        config.backend_config(),
+        container=bucket,
+        multicontainer=False,
+        config=config,
+        field="stow.config",
+        signed_url_override=config.signed_url.stow_config_override,
     )
     assert store.signing is not None and store.signing.endpoint_url == "https://public.example.com"
     async with store:
@@ -419,7 +424,14 @@ async def test_signed_url_override_endpoint(s3_server: MotoS3) -> None:
     assert lazily.signing is None
     with pytest.raises(ConfigError, match=r"signedUrl\.stowConfigOverride\.bogus"):
         bad = Config(type="s3", container=bucket, signed_url={"stowConfigOverride": {"bogus": "1"}})
-        from_config({}, container=bucket, multicontainer=False, config=bad, field="stow.config")
+        from_config(
+            {},
+            container=bucket,
+            multicontainer=False,
+            config=bad,
+            field="stow.config",
+            signed_url_override=bad.signed_url.stow_config_override,
+        )
 
 
 # -- multipart writes ------------------------------------------------------------------------------

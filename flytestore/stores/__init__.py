@@ -35,8 +35,18 @@ _MODULES: dict[str, tuple[str, str]] = {
 
 
 class _FromConfig(Protocol):
+    """A backend module's ``from_config``. ``signed_url_override`` is ``signedUrl.stowConfigOverride``
+    for the primary store and empty for lazily routed schemes (as in Flyte)."""
+
     def __call__(
-        self, settings: Mapping[str, str], *, container: str, multicontainer: bool, config: Config, field: str
+        self,
+        settings: Mapping[str, str],
+        *,
+        container: str,
+        multicontainer: bool,
+        config: Config,
+        field: str,
+        signed_url_override: Mapping[str, str] | None = None,
     ) -> RawStore: ...
 
 
@@ -58,7 +68,13 @@ def _builder(kind: str) -> _FromConfig:
 
 
 def _memory_from_config(
-    settings: Mapping[str, str], *, container: str, multicontainer: bool, config: Config, field: str
+    settings: Mapping[str, str],
+    *,
+    container: str,
+    multicontainer: bool,
+    config: Config,
+    field: str,
+    signed_url_override: Mapping[str, str] | None = None,
 ) -> RawStore:
     return MemoryStore(container=container, multicontainer=multicontainer)
 
@@ -72,9 +88,17 @@ def create_backend(
     container: str = "",
     multicontainer: bool = True,
     field: str = "stow.config",
+    signed_url_override: Mapping[str, str] | None = None,
 ) -> RawStore:
     """Build (without opening) one backend; all but the memory store are instrumented."""
-    store = _builder(kind)(settings, container=container, multicontainer=multicontainer, config=config, field=field)
+    store = _builder(kind)(
+        settings,
+        container=container,
+        multicontainer=multicontainer,
+        config=config,
+        field=field,
+        signed_url_override=signed_url_override,
+    )
     if scope is not None and kind != "mem":
         return InstrumentedStore(store, scope)
     return store
@@ -90,6 +114,7 @@ def build_primary(config: Config, scope: Scope | None) -> tuple[RawStore, tuple[
         scope=scope,
         container=config.container,
         multicontainer=config.enable_multicontainer,
+        signed_url_override=config.signed_url.stow_config_override,
     )
     return store, KINDS[kind]
 

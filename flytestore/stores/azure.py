@@ -748,7 +748,13 @@ def _check_connection_string(text: str, field: str) -> None:
 
 
 def from_config(
-    settings: Mapping[str, str], *, container: str, multicontainer: bool, config: Config, field: str
+    settings: Mapping[str, str],
+    *,
+    container: str,
+    multicontainer: bool,
+    config: Config,
+    field: str,
+    signed_url_override: Mapping[str, str] | None = None,
 ) -> AzureStore:
     """Build an AzureStore from Flyte's azure ``stow.config`` keys plus ``endpoint``,
     ``connection_string`` and ``sas_token``; credentials default to ``DefaultAzureCredential``."""

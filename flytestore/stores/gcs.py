@@ -1057,7 +1057,13 @@ def _service_account(text: str | None, field: str) -> dict[str, Any] | None:
 
 
 def from_config(
-    settings: Mapping[str, str], *, container: str, multicontainer: bool, config: Config, field: str
+    settings: Mapping[str, str],
+    *,
+    container: str,
+    multicontainer: bool,
+    config: Config,
+    field: str,
+    signed_url_override: Mapping[str, str] | None = None,
 ) -> GCSStore:
     """Build a GCSStore from Flyte's google ``stow.config`` keys (``json``: service-account key
     text, ``project_id``, ``scopes``: comma- or space-separated) plus ``endpoint`` (an emulator;
@@ -1077,8 +1083,8 @@ def from_config(
             raise ConfigError(f"{field}.endpoint", str(err)) from None
     signing_account = None
     signing_endpoint = None
-    if field == "stow.config":
-        override = config.signed_url.stow_config_override
+    override = signed_url_override or {}
+    if override:
         if override.get("json"):
             signing_account = _service_account(override["json"], "signedUrl.stowConfigOverride.json")
         if override.get("endpoint"):

@@ -847,7 +847,13 @@ def _walk_sorted(directory: str, prefix: str, after: str | None) -> _Walk:
 
 
 def from_config(
-    settings: Mapping[str, str], *, container: str, multicontainer: bool, config: Config, field: str
+    settings: Mapping[str, str],
+    *,
+    container: str,
+    multicontainer: bool,
+    config: Config,
+    field: str,
+    signed_url_override: Mapping[str, str] | None = None,
 ) -> LocalStore:
     """Build a LocalStore from Flyte's ``stow.config`` (``path``: the root directory)."""
     path = settings.get("path")

@@ -548,7 +548,13 @@ _REF = "__ref__"
 
 
 def from_config(
-    settings: Mapping[str, str], *, container: str, multicontainer: bool, config: Config, field: str
+    settings: Mapping[str, str],
+    *,
+    container: str,
+    multicontainer: bool,
+    config: Config,
+    field: str,
+    signed_url_override: Mapping[str, str] | None = None,
 ) -> RedisStore:
     """Build a RedisStore from a Config.
 

@@ -1154,7 +1154,13 @@ async def _abort_when_created(api: _S3Api, bucket: str, key: str, create: asynci
 
 
 def from_config(
-    settings: Mapping[str, str], *, container: str, multicontainer: bool, config: Config, field: str
+    settings: Mapping[str, str],
+    *,
+    container: str,
+    multicontainer: bool,
+    config: Config,
+    field: str,
+    signed_url_override: Mapping[str, str] | None = None,
 ) -> S3Store:
     """Build an S3Store from Flyte's stow ``s3`` settings (``stow.config`` or ``schemes.s3.config``).
 
@@ -1163,8 +1169,8 @@ def from_config(
     """
     s3_settings = parse_settings(settings, config=config, field=field)
     signing: S3Settings | None = None
-    override = config.signed_url.stow_config_override
-    if override and field == "stow.config":
+    override = signed_url_override or {}
+    if override:
         for key in override:
             if key not in _KNOWN_KEYS:
                 raise ConfigError(
