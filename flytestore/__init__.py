@@ -23,7 +23,7 @@ from .errors import (
     is_exists,
     is_not_found,
 )
-from .layers import CachedStore, InstrumentedStore, Layer, LimitedStore, RoutingStore
+from .layers import CachedStore, InstrumentedStore, Layer, LimitedStore, ResilientStore, RoutingStore
 from .metrics import Scope
 from .protobuf import ProtobufStore
 from .rawstore import (
@@ -38,6 +38,7 @@ from .rawstore import (
     SignedURLResponse,
 )
 from .reference import DataReference, construct_reference
+from .retry import RetryPolicy
 from .stores.local import LocalStore
 from .stores.memory import MemoryStore
 
@@ -70,6 +71,8 @@ __all__ = [
     "PreconditionFailedError",
     "ProtobufStore",
     "RawStore",
+    "ResilientStore",
+    "RetryPolicy",
     "RoutingStore",
     "Scope",
     "SignedURLProperties",

@@ -34,6 +34,7 @@ __all__ = [
     "Config",
     "HttpClientConfig",
     "LimitsConfig",
+    "RetriesConfig",
     "RedisConfig",
     "SchemeConfig",
     "SignedURLConfig",
@@ -139,9 +140,31 @@ class CacheConfig:
 
 @dataclass
 class LimitsConfig:
-    """``limits``: ``maxDownloadMBs`` caps what a read accepts, in MiB; 0 means unlimited."""
+    """``limits``: ``maxDownloadMBs`` caps what a read accepts, in MiB; 0 means unlimited.
+
+    ``maxConcurrentOperations`` (a flytestore addition) bounds the operations of one DataStore in
+    flight at once, across every backend, so a burst cannot exhaust sockets or server limits;
+    0 means unbounded.
+    """
 
     max_download_mbs: int = 2
+    max_concurrent_operations: int = 1024
+
+
+@dataclass
+class RetriesConfig:
+    """``retries`` (a flytestore addition): transient failures (timeouts, throttling, 5xx, dropped
+    connections) are retried with exponential backoff and full jitter; never a 4xx.
+
+    ``maxAttempts`` counts the first try (1 disables retries); no retry starts once
+    ``totalTimeout`` has passed since the first attempt (0: no time budget). Delays are seconds or
+    Go durations (``100ms``).
+    """
+
+    max_attempts: int = 4
+    base_delay: float = 0.1
+    max_delay: float = 5.0
+    total_timeout: float = 30.0
 
 
 @dataclass(repr=False)
@@ -265,7 +288,16 @@ _CACHE = _section(
     (("max_size_mbs", "maxSizeMbs"), "max_size_mbs", _VALUE),
     (("target_gc_percent", "targetGcPercent"), "target_gc_percent", _VALUE),
 )
-_LIMITS = _section((("maxDownloadMBs", "max_download_mbs"), "max_download_mbs", _VALUE))
+_LIMITS = _section(
+    (("maxDownloadMBs", "max_download_mbs"), "max_download_mbs", _VALUE),
+    (("maxConcurrentOperations", "max_concurrent_operations"), "max_concurrent_operations", _VALUE),
+)
+_RETRIES = _section(
+    (("maxAttempts", "max_attempts"), "max_attempts", _VALUE),
+    (("baseDelay", "base_delay"), "base_delay", _VALUE),
+    (("maxDelay", "max_delay"), "max_delay", _VALUE),
+    (("totalTimeout", "total_timeout"), "total_timeout", _VALUE),
+)
 _SCHEME = _section(
     (("kind",), "kind", _STR),
     (("config",), "config", _STRMAP),
@@ -287,6 +319,7 @@ _TOP = _section(
     (("stow",), "stow", _STOW),
     (("cache",), "cache", _CACHE),
     (("limits",), "limits", _LIMITS),
+    (("retries",), "retries", _RETRIES),
     (("redis",), "redis", _REDIS),
     (("schemes",), "schemes", _SCHEMES),
     (("defaultHttpClient", "default_http_client"), "default_http_client", _HTTP),
@@ -517,6 +550,17 @@ def _build_limits(value: object, path: str = "limits") -> LimitsConfig:
     return LimitsConfig(**{attr: _as_int(v, _join(path, _LIMITS.display(attr))) for attr, v in raw.items()})
 
 
+def _build_retries(value: object, path: str = "retries") -> RetriesConfig:
+    raw = _fields_of(value, RetriesConfig, _RETRIES, path)
+    out: dict[str, Any] = {}
+    for attr, item in raw.items():
+        where = _join(path, _RETRIES.display(attr))
+        out[attr] = _as_int(item, where) if attr == "max_attempts" else _as_duration(item, where)
+    if out.get("max_attempts") == 0:
+        raise ConfigError(_join(path, "maxAttempts"), "must be at least 1 (1 disables retries)")
+    return RetriesConfig(**out)
+
+
 def _build_redis(value: object, path: str) -> RedisConfig:
     raw = _fields_of(value, RedisConfig, _REDIS, path)
     out: dict[str, Any] = {}
@@ -603,6 +647,7 @@ class Config:
     stow: StowConfig = field(default_factory=StowConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    retries: RetriesConfig = field(default_factory=RetriesConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     schemes: dict[str, SchemeConfig] = field(default_factory=dict)
     default_http_client: HttpClientConfig = field(default_factory=HttpClientConfig)
@@ -619,6 +664,7 @@ class Config:
         stow: StowConfig | Mapping[str, Any] | None = None,
         cache: CacheConfig | Mapping[str, Any] | None = None,
         limits: LimitsConfig | Mapping[str, Any] | None = None,
+        retries: RetriesConfig | Mapping[str, Any] | None = None,
         redis: RedisConfig | Mapping[str, Any] | None = None,
         schemes: Mapping[str, SchemeConfig | Mapping[str, Any] | None] | None = None,
         default_http_client: HttpClientConfig | Mapping[str, Any] | None = None,
@@ -631,6 +677,7 @@ class Config:
         self.stow = _build_stow(stow)
         self.cache = _build_cache(cache)
         self.limits = _build_limits(limits)
+        self.retries = _build_retries(retries)
         self.redis = _build_redis(redis, "redis")
         self.schemes = _build_schemes(schemes)
         self.default_http_client = _build_http(default_http_client)
@@ -783,6 +830,7 @@ class Config:
             "stow": stow,
             "cache": dataclasses.asdict(self.cache),
             "limits": dataclasses.asdict(self.limits),
+            "retries": dataclasses.asdict(self.retries),
             "redis": dataclasses.asdict(self.redis),
             "schemes": {name: _scheme_dict(entry) for name, entry in self.schemes.items()},
             "default_http_client": dataclasses.asdict(self.default_http_client),

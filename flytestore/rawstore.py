@@ -187,6 +187,9 @@ class ByteStream:
 
     __slots__ = ("_callbacks", "_chunks", "_close", "_closed", "metadata", "size")
 
+    #: Whether the body is already in memory (a memory store, a cache hit): nothing to resume.
+    in_memory = False
+
     def __init__(
         self,
         chunks: AsyncIterator[BytesLike],
@@ -268,6 +271,8 @@ class _BytesStream(ByteStream):
     and no generator is built unless the stream is iterated."""
 
     __slots__ = ("_data", "_pos")
+
+    in_memory = True
 
     def __init__(self, data: BytesLike, metadata: Metadata | None) -> None:
         # ByteStream.__init__ is skipped on purpose: its chunk iterator is not needed here.

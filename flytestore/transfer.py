@@ -10,15 +10,15 @@ never leaves a partial destination; a failed object is reported in the summary, 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol
 
-from .errors import NotFoundError, TransientError
+from .errors import NotFoundError
 from .rawstore import ListEntry, Metadata, Options
 from .reference import escape_key, split_reference
+from .retry import DEFAULT_RETRIES, RetryPolicy, retrying
 
 __all__ = [
     "ByteBudget",
@@ -31,8 +31,6 @@ __all__ = [
     "prefix_pairs",
     "sync",
 ]
-
-T = TypeVar("T")
 
 MiB = 1024 * 1024
 
@@ -55,33 +53,6 @@ class TransferStore(Protocol):
 
 # ---------------------------------------------------------------------------------------------
 # Value types
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Retries of ``TransientError`` only: exponential backoff with full jitter.
-
-    ``attempts`` counts the first try. No retry starts once ``total_timeout`` seconds have passed
-    since the object's first attempt (None: no time budget).
-    """
-
-    attempts: int = 5
-    base_delay: float = 0.1
-    max_delay: float = 5.0
-    total_timeout: float | None = 60.0
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError(f"attempts must be at least 1, got {self.attempts}")
-        if self.base_delay < 0 or self.max_delay < 0:
-            raise ValueError("retry delays must not be negative")
-
-    def delay(self, retry: int) -> float:
-        """The sleep before retry number ``retry`` (1 for the first retry): full jitter."""
-        return random.uniform(0.0, min(self.max_delay, self.base_delay * 2.0 ** (retry - 1)))
-
-
-NO_RETRY = RetryPolicy(attempts=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,22 +152,6 @@ class ByteBudget:
             fut.set_result(None)
 
 
-async def _retrying(policy: RetryPolicy, call: Callable[[], Awaitable[T]], deadline: float | None) -> T:
-    loop = asyncio.get_running_loop()
-    retry = 0
-    while True:
-        try:
-            return await call()
-        except TransientError:
-            retry += 1
-            if retry >= policy.attempts:
-                raise
-            delay = policy.delay(retry)
-            if deadline is not None and loop.time() + delay > deadline:
-                raise
-            await asyncio.sleep(delay)
-
-
 class _Item(NamedTuple):
     src: str
     dst: str
@@ -232,8 +187,7 @@ class _Job:
         self._fatal: BaseException | None = None
 
     def _deadline(self) -> float | None:
-        timeout = self.retries.total_timeout
-        return None if timeout is None else asyncio.get_running_loop().time() + timeout
+        return self.retries.deadline()
 
     def _report(self) -> None:
         if self.progress is not None:
@@ -248,7 +202,7 @@ class _Job:
             )
 
     async def _unchanged(self, item: _Item, src: Metadata | ListEntry, deadline: float | None) -> bool:
-        dst = await _retrying(self.retries, lambda: self.store.head(item.dst), deadline)
+        dst = await retrying(self.retries, lambda: self.store.head(item.dst), deadline)
         if not dst.exists or dst.size != src.size:
             return False
         src_meta = src if isinstance(src, Metadata) else None
@@ -272,7 +226,7 @@ class _Job:
         if item.entry is not None:
             source = item.entry
         else:
-            source = await _retrying(self.retries, lambda: self.store.head(item.src), deadline)
+            source = await retrying(self.retries, lambda: self.store.head(item.src), deadline)
             if not source.exists:
                 raise NotFoundError(f"source [{item.src}] does not exist")
         self.bytes_total += source.size
@@ -281,7 +235,7 @@ class _Job:
             return
         held = await self.budget.acquire(source.size)
         try:
-            meta = await _retrying(self.retries, lambda: self.store.copy_raw(item.src, item.dst), deadline)
+            meta = await retrying(self.retries, lambda: self.store.copy_raw(item.src, item.dst), deadline)
         finally:
             self.budget.release(held)
         self.summary.copied += 1
@@ -345,7 +299,7 @@ class _Job:
 
     async def _delete_one(self, item: _Item, slots: asyncio.Semaphore) -> None:
         try:
-            await _retrying(self.retries, lambda: self.store.delete(item.dst), self._deadline())
+            await retrying(self.retries, lambda: self.store.delete(item.dst), self._deadline())
             self.summary.deleted += 1
         except NotFoundError:
             pass  # gone already: the goal holds
@@ -377,7 +331,7 @@ async def copy_many(
     *,
     concurrency: int = 32,
     max_bytes_in_flight: int = 256 * MiB,
-    retries: RetryPolicy = RetryPolicy(),
+    retries: RetryPolicy = DEFAULT_RETRIES,
     progress: Callable[[Progress], None] | None = None,
 ) -> Summary:
     """Copy each ``(src, dst)`` pair through ``store`` (any scheme to any scheme).
@@ -448,7 +402,7 @@ async def sync(
     delete: bool = False,
     concurrency: int = 32,
     max_bytes_in_flight: int = 256 * MiB,
-    retries: RetryPolicy = RetryPolicy(),
+    retries: RetryPolicy = DEFAULT_RETRIES,
     progress: Callable[[Progress], None] | None = None,
 ) -> Summary:
     """Make ``dst_prefix`` mirror ``src_prefix``: copy what is missing or differs there.

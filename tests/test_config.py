@@ -244,7 +244,8 @@ def test_to_dict_round_trips_and_is_snake_case(tmp_path: Path) -> None:
     config = Config.from_yaml(_write(tmp_path, FLYTE_YAML))
     data = config.to_dict()
     assert data["enable_multicontainer"] is True
-    assert data["limits"] == {"max_download_mbs": 10}
+    assert data["limits"] == {"max_download_mbs": 10, "max_concurrent_operations": 1024}
+    assert data["retries"] == {"max_attempts": 4, "base_delay": 0.1, "max_delay": 5.0, "total_timeout": 30.0}
     assert data["default_http_client"]["idle_conn_timeout"] == 90.0
     assert data["stow"]["config"]["secret_key"] == SECRET
     assert Config.from_dict(data) == config
@@ -622,3 +623,33 @@ def test_bad_durations(value: object) -> None:
     with pytest.raises(ConfigError) as info:
         Config(type="mem", default_http_client={"idleConnTimeout": value})
     assert info.value.field == "defaultHttpClient.idleConnTimeout"
+
+
+def test_retries_and_concurrency_budget_in_both_spellings() -> None:
+    config = Config.from_dict(
+        {
+            "type": "mem",
+            "limits": {"maxConcurrentOperations": 64},
+            "retries": {"maxAttempts": 2, "baseDelay": "50ms", "maxDelay": "2s", "totalTimeout": "1m"},
+        }
+    )
+    assert config.limits.max_concurrent_operations == 64
+    assert (config.retries.max_attempts, config.retries.base_delay) == (2, 0.05)
+    assert (config.retries.max_delay, config.retries.total_timeout) == (2.0, 60.0)
+    snake = Config(type="mem", retries={"max_attempts": 1, "total_timeout": 0})
+    assert (snake.retries.max_attempts, snake.retries.total_timeout) == (1, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("section", "value", "field"),
+    [
+        ("retries", {"maxAttempts": 0}, "retries.maxAttempts"),
+        ("retries", {"baseDelay": "soon"}, "retries.baseDelay"),
+        ("retries", {"retries": 3}, "retries.retries"),
+        ("limits", {"maxConcurrentOperations": -1}, "limits.maxConcurrentOperations"),
+    ],
+)
+def test_bad_retries_and_budget_name_the_field(section: str, value: dict[str, object], field: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Config.from_dict({"type": "mem", section: value})
+    assert info.value.field == field

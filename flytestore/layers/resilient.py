@@ -1,0 +1,286 @@
+"""ResilientStore: how each operation reaches the backends — admitted under a concurrency budget,
+retried when it fails transiently, and (for reads) resumed where a dropped connection cut it.
+
+- **Budget.** At most ``max_concurrent`` operations of the store are in flight at once, across
+  every backend, so a burst cannot exhaust sockets or server limits; the rest wait in arrival
+  order. An operation holds its slot until it returns, including its retries; ``read_raw`` holds
+  one while the read is being opened (not while the caller consumes the stream, so a caller
+  that copies streams into writes cannot deadlock the budget), ``list`` while each entry is
+  fetched.
+- **Retries** of ``TransientError`` only (timeouts, throttling, 5xx, dropped connections; never a
+  4xx), per a ``RetryPolicy``. A write is retried only when its payload can be sent again (bytes)
+  and it is not create-only: a lost response to a create-only write that succeeded would turn
+  into a false ``AlreadyExistsError``. A ``delete`` retried after a lost response finds nothing,
+  which counts as done.
+- **Resumable reads.** When a stream fails transiently mid-body, the rest is fetched with a range
+  read and its etag compared with the first response's: a changed object raises
+  ``PreconditionFailedError`` rather than splicing two versions. Streams without an etag (so
+  nothing to pin to) and in-memory ones are passed through as they are.
+- **Listings** retry a failed page and carry on after the last key they yielded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+from ..errors import NotFoundError, PreconditionFailedError, TransientError
+from ..rawstore import (
+    ByteStream,
+    Cursor,
+    ListEntry,
+    Metadata,
+    Options,
+    Payload,
+    RawStore,
+)
+from ..reference import DataReference, split_reference
+from ..retry import NO_RETRY, RetryPolicy, retrying
+from .base import Layer
+
+__all__ = ["ResilientStore"]
+
+T = TypeVar("T")
+
+_REPLAYABLE = (bytes, bytearray, memoryview)
+
+
+class ResilientStore(Layer):
+    def __init__(self, inner: RawStore, *, max_concurrent: int = 0, retries: RetryPolicy | None = None) -> None:
+        super().__init__(inner)
+        if max_concurrent < 0:
+            raise ValueError(f"max_concurrent must not be negative, got {max_concurrent}")
+        #: Slots free in the budget (unbounded when the budget is 0).
+        self.max_concurrent = max_concurrent
+        self._free = max_concurrent if max_concurrent else 1 << 62
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self.retries = retries if retries is not None else NO_RETRY
+
+    def __repr__(self) -> str:
+        return f"ResilientStore({self.inner!r}, max_concurrent={self.max_concurrent})"
+
+    @property
+    def in_flight(self) -> int:
+        """Operations holding a slot of the budget now."""
+        return self.max_concurrent - self._free if self.max_concurrent else 0
+
+    # -- the budget --------------------------------------------------------------------------
+    async def _wait(self) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await fut
+        except BaseException:
+            if not fut.cancelled() and fut.done():
+                self._release()  # granted as we were cancelled: pass it on
+            else:
+                self._waiters.remove(fut)
+            raise
+
+    def _release(self) -> None:
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)  # the slot passes straight to the next waiter
+                return
+        self._free += 1
+
+    async def _guarded(self, call: Callable[[], Awaitable[T]], *, retry: bool = True) -> T:
+        """``call()`` under a slot, retried: the path of the operations without a fast path."""
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+        else:
+            await self._wait()
+        try:
+            return await retrying(self.retries if retry else NO_RETRY, call)
+        finally:
+            self._release()
+
+    # -- operations --------------------------------------------------------------------------
+    async def head(self, ref: str) -> Metadata:
+        if self._free > 0 and not self._waiters:  # the common case, inline
+            self._free -= 1
+        else:
+            await self._wait()
+        try:
+            try:
+                return await self.inner.head(ref)
+            except TransientError as err:
+                return await retrying(self.retries, lambda: self.inner.head(ref), after=err)
+        finally:
+            self._release()
+
+    async def read_bytes(
+        self, ref: str, offset: int = 0, length: int | None = None, max_size: int | None = None
+    ) -> bytes:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+        else:
+            await self._wait()
+        try:
+            try:
+                return await self.inner.read_bytes(ref, offset, length, max_size)
+            except TransientError as err:
+                return await retrying(
+                    self.retries, lambda: self.inner.read_bytes(ref, offset, length, max_size), after=err
+                )
+        finally:
+            self._release()
+
+    async def write_raw(
+        self, ref: str, data: Payload, size: int | None = None, options: Options | None = None
+    ) -> Metadata:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+        else:
+            await self._wait()
+        try:
+            try:
+                return await self.inner.write_raw(ref, data, size, options)
+            except TransientError as err:
+                if not isinstance(data, _REPLAYABLE) or (options is not None and options.if_not_exists):
+                    raise
+                return await retrying(self.retries, lambda: self.inner.write_raw(ref, data, size, options), after=err)
+        finally:
+            self._release()
+
+    async def read_raw(self, ref: str, offset: int = 0, length: int | None = None) -> ByteStream:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+        else:
+            await self._wait()
+        try:
+            try:
+                stream = await self.inner.read_raw(ref, offset, length)
+            except TransientError as err:
+                stream = await retrying(self.retries, lambda: self.inner.read_raw(ref, offset, length), after=err)
+        finally:
+            self._release()
+        meta = stream.metadata
+        if self.retries.attempts == 1 or stream.in_memory or meta is None or not meta.etag:
+            return stream
+        return _Resumed(self, ref, offset, length, stream, meta)
+
+    async def delete(self, ref: str) -> None:
+        first = True
+
+        async def attempt() -> None:
+            nonlocal first
+            try:
+                await self.inner.delete(ref)
+            except NotFoundError:
+                if first:
+                    raise
+                # An earlier attempt's response was lost after it deleted the object: done.
+            finally:
+                first = False
+
+        await self._guarded(attempt)
+
+    async def copy_raw(self, src: str, dst: str, *, options: Options | None = None) -> Metadata:
+        create_only = options is not None and options.if_not_exists
+        return await self._guarded(lambda: self.inner.copy_raw(src, dst, options=options), retry=not create_only)
+
+    async def list_page(
+        self, ref: str, *, max_items: int = 1000, cursor: Cursor | None = None
+    ) -> tuple[builtins.list[DataReference], Cursor]:
+        return await self._guarded(lambda: self.inner.list_page(ref, max_items=max_items, cursor=cursor))
+
+    async def list(self, ref: str, *, page_size: int = 1000) -> AsyncIterator[ListEntry]:
+        last: str | None = None  # the key of the last entry yielded: a retry resumes after it
+        retry = 0
+        deadline: float | None = None
+        while True:
+            entries = self.inner.list(ref, page_size=page_size)
+            try:
+                while True:
+                    entry = await self._guarded_next(entries)
+                    if entry is None:
+                        return
+                    key = split_reference(entry.ref)[2]
+                    if last is not None and key <= last:
+                        continue
+                    last = key
+                    yield entry
+            except TransientError:
+                retry += 1
+                if retry == 1:
+                    deadline = self.retries.deadline()
+                if not await self.retries.backoff(retry, deadline):
+                    raise
+            finally:
+                aclose = getattr(entries, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+
+    async def _guarded_next(self, entries: AsyncIterator[ListEntry]) -> ListEntry | None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+        else:
+            await self._wait()
+        try:
+            return await entries.__anext__()
+        except StopAsyncIteration:
+            return None
+        finally:
+            self._release()
+
+
+class _Resumed(ByteStream):
+    """A stream that, when its body fails transiently, fetches the rest with a range read pinned
+    to the first response's etag."""
+
+    __slots__ = ("_current",)
+
+    def __init__(
+        self, store: ResilientStore, ref: str, offset: int, length: int | None, first: ByteStream, meta: Metadata
+    ) -> None:
+        self._current = first
+        super().__init__(
+            self._body(store, ref, offset, length, meta), size=first.size, metadata=meta, close=self._close_current
+        )
+
+    async def _close_current(self) -> None:
+        await self._current.aclose()
+
+    async def _body(
+        self, store: ResilientStore, ref: str, offset: int, length: int | None, meta: Metadata
+    ) -> AsyncIterator[bytes]:
+        done = 0  # bytes delivered so far
+        retry = 0
+        deadline: float | None = None
+        while True:
+            try:
+                async for chunk in self._current:
+                    done += len(chunk)
+                    yield chunk
+                return
+            except TransientError as err:
+                cause: TransientError = err
+            # Resume: a range read of what is left, pinned to the same etag.
+            while True:
+                retry += 1
+                if retry == 1:
+                    deadline = store.retries.deadline()
+                if not await store.retries.backoff(retry, deadline):
+                    raise cause
+                remaining = None if length is None else length - done
+                if remaining == 0 or (self.size is not None and done >= self.size):
+                    return
+                try:
+                    resumed = await store.inner.read_raw(ref, offset + done, remaining)
+                except TransientError as err:
+                    cause = err
+                    continue
+                break
+            now = resumed.metadata
+            if now is None or now.etag != meta.etag or (meta.version and now.version and now.version != meta.version):
+                await resumed.aclose()
+                raise PreconditionFailedError(
+                    f"[{ref}] changed while it was being read (etag {meta.etag} became "
+                    f"{now.etag if now is not None else 'unknown'}); the read was not resumed"
+                ) from cause
+            self._current = resumed

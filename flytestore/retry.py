@@ -1,0 +1,108 @@
+"""Retries of transient failures: one policy, one loop, shared by the store stack and bulk transfers.
+
+Only ``TransientError`` (timeouts, throttling, 5xx, dropped connections) is retried, never a 4xx
+or any other error. Delays grow exponentially with full jitter; a total time budget stops new
+attempts once it has passed since the first one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+from .errors import TransientError
+
+if TYPE_CHECKING:
+    from .config import RetriesConfig
+
+__all__ = ["DEFAULT_RETRIES", "NO_RETRY", "RetryPolicy", "retrying"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Retries of ``TransientError`` only: exponential backoff with full jitter.
+
+    ``attempts`` counts the first try. No retry starts once ``total_timeout`` seconds have passed
+    since the first failure, or since the start of the whole task when the caller passes a
+    deadline (None: no time budget).
+    """
+
+    attempts: int = 5
+    base_delay: float = 0.1
+    max_delay: float = 5.0
+    total_timeout: float | None = 60.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError(f"attempts must be at least 1, got {self.attempts}")
+        if self.base_delay < 0 or self.max_delay < 0:
+            raise ValueError("retry delays must not be negative")
+
+    @classmethod
+    def from_config(cls, config: RetriesConfig) -> RetryPolicy:
+        """The policy of a config's ``retries`` section (``totalTimeout: 0`` means no time budget)."""
+        return cls(
+            attempts=config.max_attempts,
+            base_delay=config.base_delay,
+            max_delay=config.max_delay,
+            total_timeout=config.total_timeout or None,
+        )
+
+    def delay(self, retry: int) -> float:
+        """The sleep before retry number ``retry`` (1 for the first retry): full jitter."""
+        return random.uniform(0.0, min(self.max_delay, self.base_delay * 2.0 ** (retry - 1)))
+
+    def deadline(self) -> float | None:
+        """The event-loop time after which no retry starts, for an operation starting now."""
+        if self.total_timeout is None:
+            return None
+        return asyncio.get_running_loop().time() + self.total_timeout
+
+    async def backoff(self, retry: int, deadline: float | None) -> bool:
+        """Sleep before retry number ``retry``; False (without sleeping) when the attempts or the
+        time budget are spent, so the caller re-raises the last error."""
+        if retry >= self.attempts:
+            return False
+        delay = self.delay(retry)
+        if deadline is not None and asyncio.get_running_loop().time() + delay > deadline:
+            return False
+        await asyncio.sleep(delay)
+        return True
+
+
+NO_RETRY = RetryPolicy(attempts=1)
+#: Bulk transfers' default: five attempts within a minute.
+DEFAULT_RETRIES = RetryPolicy()
+
+
+async def retrying(
+    policy: RetryPolicy,
+    call: Callable[[], Awaitable[T]],
+    deadline: float | None = None,
+    *,
+    after: TransientError | None = None,
+) -> T:
+    """``await call()``, retrying ``TransientError`` per ``policy``.
+
+    ``deadline`` (see ``RetryPolicy.deadline``) defaults to the policy's time budget counted from
+    the first failure. ``after`` is the error of a first attempt the caller already made: the
+    loop then starts with the first retry's backoff.
+    """
+    retry = 0
+    error = after
+    while True:
+        if error is not None:
+            retry += 1
+            if retry == 1 and deadline is None:
+                deadline = policy.deadline()
+            if not await policy.backoff(retry, deadline):
+                raise error
+        try:
+            return await call()
+        except TransientError as err:
+            error = err
