@@ -1,6 +1,9 @@
 """DataStore: the public face, assembled from a Config as in DESIGN.md §1.
 
-    DataStore -> ProtobufStore -> [CachedStore] -> LimitedStore -> ResilientStore -> RoutingStore -> backends
+    DataStore -> ProtobufStore -> [CachedStore] -> LimitedStore -> RoutingStore -> backends
+
+Each backend that does I/O sits in a ResilientStore (retries, resumed reads) and an
+InstrumentedStore (metrics); the backends of one stack share one concurrency ``Budget``.
 
 The constructor does no I/O; ``open()`` (or ``async with``) builds the stack, opens the primary
 backend and creates its container when missing. ``refresh_config`` builds a new stack beside the
@@ -24,7 +27,7 @@ from .config import Config
 from .errors import StorageError
 from .layers.cached import CachedStore
 from .layers.limited import LimitedStore
-from .layers.resilient import ResilientStore
+from .layers.resilient import Budget
 from .layers.routing import RoutingStore
 from .metrics import Scope
 from .protobuf import ProtobufStore
@@ -40,7 +43,6 @@ from .rawstore import (
     SignedURLResponse,
 )
 from .reference import DataReference, construct_reference
-from .retry import RetryPolicy
 from .stores import SchemeFactory, build_primary
 
 __all__ = ["DataStore", "build_stack"]
@@ -79,14 +81,10 @@ def build_stack(config: Config, scope: Scope | None = None) -> ProtobufStore:
 
 
 def _assemble(config: Config, scope: Scope | None) -> _Stack:
-    primary, schemes = build_primary(config, scope)
-    router = RoutingStore(primary, schemes, SchemeFactory(config, scope))
-    store: RawStore = ResilientStore(
-        router,
-        max_concurrent=config.limits.max_concurrent_operations,
-        retries=RetryPolicy.from_config(config.retries),
-    )
-    store = LimitedStore(store, max_download_mbs=config.limits.max_download_mbs)
+    budget = Budget(config.limits.max_concurrent_operations)
+    primary, schemes = build_primary(config, scope, budget)
+    router = RoutingStore(primary, schemes, SchemeFactory(config, scope, budget))
+    store: RawStore = LimitedStore(router, max_download_mbs=config.limits.max_download_mbs)
     cache = None
     if config.cache.max_size_mbs > 0:
         cache = CachedStore(store, max_size_mbs=config.cache.max_size_mbs, scope=scope)

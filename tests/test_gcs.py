@@ -46,6 +46,7 @@ from flytestore import (
     TransientError,
     UnsupportedError,
 )
+from flytestore.layers.resilient import ResilientStore
 from flytestore.stores import create_backend
 from flytestore.stores.gcs import _TIME, DEFAULT_SCOPES, GCSStore, _parse_time, from_config, sign_url_v4
 
@@ -228,7 +229,9 @@ async def test_the_registry_builds_it_and_datastore_uses_it(gcs_server: str) -> 
             "defaultHttpClient": {"maxIdleConns": 7, "timeout": "30s"},
         }
     )
-    backend = create_backend("google", config.backend_config(), config=config, scope=None, container=bucket)
+    wrapped = create_backend("google", config.backend_config(), config=config, scope=None, container=bucket)
+    assert isinstance(wrapped, ResilientStore)  # retries and the concurrency budget
+    backend = wrapped.inner
     assert isinstance(backend, GCSStore)
     async with DataStore(config) as ds:
         ref = ds.construct_reference(ds.base_container, "a", "b.txt")

@@ -6,7 +6,9 @@ The same behaviour against real servers, with connections cut by a proxy, is in 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +26,10 @@ from flytestore import (
     RetryPolicy,
     TransientError,
 )
+from flytestore.layers.resilient import Budget
 from flytestore.rawstore import ByteStream, ListEntry
+
+from .servers_redis import RedisServer
 
 FAST = RetryPolicy(attempts=4, base_delay=0.0, max_delay=0.0, total_timeout=None)
 
@@ -97,7 +102,7 @@ class FlakyStore(MemoryStore):
 
 
 def resilient(inner: FlakyStore, *, budget: int = 0, retries: RetryPolicy = FAST) -> ResilientStore:
-    return ResilientStore(inner, max_concurrent=budget, retries=retries)
+    return ResilientStore(inner, budget=Budget(budget), retries=retries)
 
 
 # -- the budget ---------------------------------------------------------------------------------
@@ -112,12 +117,12 @@ async def test_budget_bounds_operations_in_flight() -> None:
     for _ in range(10):
         await asyncio.sleep(0)
     assert inner.active == 3
-    assert store.in_flight == 3
+    assert store.budget.in_flight == 3
     inner.gate.set()
     results = await asyncio.gather(*tasks)
     assert all(meta.exists for meta in results)
     assert inner.peak == 3
-    assert store.in_flight == 0
+    assert store.budget.in_flight == 0
 
 
 async def test_cancelled_waiters_do_not_leak_slots() -> None:
@@ -134,10 +139,10 @@ async def test_cancelled_waiters_do_not_leak_slots() -> None:
     await asyncio.gather(*waiting, return_exceptions=True)
     inner.gate.set()
     await asyncio.gather(*running)
-    assert store.in_flight == 0
+    assert store.budget.in_flight == 0
     inner.gate = None
     assert all(m.exists for m in await asyncio.gather(*(store.head("mem://b/k") for _ in range(10))))
-    assert store.in_flight == 0
+    assert store.budget.in_flight == 0
 
 
 async def test_open_streams_do_not_hold_the_budget() -> None:
@@ -151,13 +156,36 @@ async def test_open_streams_do_not_hold_the_budget() -> None:
     assert await inner.read_bytes("mem://b/dst") == b"a" * 5000
 
 
-async def test_datastore_applies_the_configured_budget() -> None:
-    config = Config(type="mem", limits={"max_concurrent_operations": 4})
+async def test_datastore_backends_share_the_configured_budget(tmp_path: Path, redis_server: RedisServer) -> None:
+    config = Config(
+        type="local",
+        container="bucket",
+        local={"path": str(tmp_path)},
+        redis={"addr": f"127.0.0.1:{redis_server.port}"},
+        limits={"max_concurrent_operations": 4},
+    )
     async with DataStore(config) as store:
-        refs = [f"mem://bucket/k{i}" for i in range(200)]
+        budget = store.router.primary.budget  # type: ignore[attr-defined]
+        assert budget.capacity == 4
+        peak = 0
+
+        async def watch() -> None:
+            nonlocal peak
+            while True:
+                peak = max(peak, budget.in_flight)
+                await asyncio.sleep(0)
+
+        watcher = asyncio.create_task(watch())
+        run = uuid.uuid4().hex
+        refs = [f"file://bucket/{run}/k{i}" for i in range(100)]
+        refs += [f"redis://127.0.0.1:{redis_server.port}/{run}/k{i}" for i in range(100)]
         await asyncio.gather(*(store.write_raw(ref, ref.encode()) for ref in refs))
         values = await asyncio.gather(*(store.read_bytes(ref) for ref in refs))
+        watcher.cancel()
         assert values == [ref.encode() for ref in refs]
+        assert peak == 4  # reached, never passed
+        assert (await store.router.backend_for(refs[-1])).budget is budget  # type: ignore[attr-defined]
+        assert budget.in_flight == 0
 
 
 # -- retries --------------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
-"""ResilientStore: how each operation reaches the backends — admitted under a concurrency budget,
-retried when it fails transiently, and (for reads) resumed where a dropped connection cut it.
+"""ResilientStore: how each operation reaches a backend that does I/O — admitted under a
+concurrency budget, retried when it fails transiently, and (for reads) resumed where a dropped
+connection cut it. The registry wraps every backend but the memory store in one (see
+``stores.create_backend``); the backends of one DataStore share one ``Budget``.
 
-- **Budget.** At most ``max_concurrent`` operations of the store are in flight at once, across
-  every backend, so a burst cannot exhaust sockets or server limits; the rest wait in arrival
-  order. An operation holds its slot until it returns, including its retries; ``read_raw`` holds
+- **Budget.** At most ``Budget.capacity`` operations are in flight at once across every backend
+  sharing it, so a burst cannot exhaust sockets, file descriptors or server limits; the rest wait
+  in arrival order. An operation holds its slot until it returns, including its retries; ``read_raw`` holds
   one while the read is being opened (not while the caller consumes the stream, so a caller
   that copies streams into writes cannot deadlock the budget), ``list`` while each entry is
   fetched.
@@ -41,85 +43,108 @@ from ..reference import DataReference, split_reference
 from ..retry import NO_RETRY, RetryPolicy, retrying
 from .base import Layer
 
-__all__ = ["ResilientStore"]
+__all__ = ["Budget", "ResilientStore"]
 
 T = TypeVar("T")
 
 _REPLAYABLE = (bytes, bytearray, memoryview)
 
 
-class ResilientStore(Layer):
-    def __init__(self, inner: RawStore, *, max_concurrent: int = 0, retries: RetryPolicy | None = None) -> None:
-        super().__init__(inner)
-        if max_concurrent < 0:
-            raise ValueError(f"max_concurrent must not be negative, got {max_concurrent}")
-        #: Slots free in the budget (unbounded when the budget is 0).
-        self.max_concurrent = max_concurrent
-        self._free = max_concurrent if max_concurrent else 1 << 62
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        self.retries = retries if retries is not None else NO_RETRY
+class Budget:
+    """A count of operations in flight, shared by the backends of one store stack.
+
+    ``capacity`` 0 means unbounded. Slots are granted in arrival order; the stores take and give
+    back slots inline (``free``/``waiters``) and call ``wait``/``release`` only off the fast path.
+    """
+
+    __slots__ = ("capacity", "free", "waiters")
+
+    def __init__(self, capacity: int = 0) -> None:
+        if capacity < 0:
+            raise ValueError(f"the concurrency budget must not be negative, got {capacity}")
+        self.capacity = capacity
+        #: Slots free now (effectively unbounded when ``capacity`` is 0).
+        self.free = capacity if capacity else 1 << 62
+        self.waiters: deque[asyncio.Future[None]] = deque()
 
     def __repr__(self) -> str:
-        return f"ResilientStore({self.inner!r}, max_concurrent={self.max_concurrent})"
+        return f"Budget(capacity={self.capacity}, in_flight={self.in_flight})"
 
     @property
     def in_flight(self) -> int:
-        """Operations holding a slot of the budget now."""
-        return self.max_concurrent - self._free if self.max_concurrent else 0
+        """Operations holding a slot now."""
+        return self.capacity - self.free if self.capacity else 0
 
-    # -- the budget --------------------------------------------------------------------------
-    async def _wait(self) -> None:
+    async def acquire(self) -> None:
+        if self.free > 0 and not self.waiters:
+            self.free -= 1
+        else:
+            await self.wait()
+
+    async def wait(self) -> None:
+        """Queue for a slot (the fast path found none free)."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
+        self.waiters.append(fut)
         try:
             await fut
         except BaseException:
-            if not fut.cancelled() and fut.done():
-                self._release()  # granted as we were cancelled: pass it on
-            else:
-                self._waiters.remove(fut)
+            if fut.done() and not fut.cancelled():
+                self.release()  # granted as we were cancelled: pass it on
+            elif fut in self.waiters:
+                self.waiters.remove(fut)
             raise
 
-    def _release(self) -> None:
-        while self._waiters:
-            fut = self._waiters.popleft()
+    def release(self) -> None:
+        waiters = self.waiters
+        while waiters:
+            fut = waiters.popleft()
             if not fut.done():
                 fut.set_result(None)  # the slot passes straight to the next waiter
                 return
-        self._free += 1
+        self.free += 1
+
+
+class ResilientStore(Layer):
+    def __init__(self, inner: RawStore, *, budget: Budget | None = None, retries: RetryPolicy | None = None) -> None:
+        super().__init__(inner)
+        self.budget = budget if budget is not None else Budget()
+        self.retries = retries if retries is not None else NO_RETRY
+
+    def __repr__(self) -> str:
+        return f"ResilientStore({self.inner!r}, {self.budget!r})"
 
     async def _guarded(self, call: Callable[[], Awaitable[T]], *, retry: bool = True) -> T:
         """``call()`` under a slot, retried: the path of the operations without a fast path."""
-        if self._free > 0 and not self._waiters:
-            self._free -= 1
-        else:
-            await self._wait()
+        budget = self.budget
+        await budget.acquire()
         try:
             return await retrying(self.retries if retry else NO_RETRY, call)
         finally:
-            self._release()
+            budget.release()
 
     # -- operations --------------------------------------------------------------------------
     async def head(self, ref: str) -> Metadata:
-        if self._free > 0 and not self._waiters:  # the common case, inline
-            self._free -= 1
+        budget = self.budget
+        if budget.free > 0 and not budget.waiters:  # the common case, inline
+            budget.free -= 1
         else:
-            await self._wait()
+            await budget.wait()
         try:
             try:
                 return await self.inner.head(ref)
             except TransientError as err:
                 return await retrying(self.retries, lambda: self.inner.head(ref), after=err)
         finally:
-            self._release()
+            budget.release()
 
     async def read_bytes(
         self, ref: str, offset: int = 0, length: int | None = None, max_size: int | None = None
     ) -> bytes:
-        if self._free > 0 and not self._waiters:
-            self._free -= 1
+        budget = self.budget
+        if budget.free > 0 and not budget.waiters:
+            budget.free -= 1
         else:
-            await self._wait()
+            await budget.wait()
         try:
             try:
                 return await self.inner.read_bytes(ref, offset, length, max_size)
@@ -128,15 +153,16 @@ class ResilientStore(Layer):
                     self.retries, lambda: self.inner.read_bytes(ref, offset, length, max_size), after=err
                 )
         finally:
-            self._release()
+            budget.release()
 
     async def write_raw(
         self, ref: str, data: Payload, size: int | None = None, options: Options | None = None
     ) -> Metadata:
-        if self._free > 0 and not self._waiters:
-            self._free -= 1
+        budget = self.budget
+        if budget.free > 0 and not budget.waiters:
+            budget.free -= 1
         else:
-            await self._wait()
+            await budget.wait()
         try:
             try:
                 return await self.inner.write_raw(ref, data, size, options)
@@ -145,20 +171,21 @@ class ResilientStore(Layer):
                     raise
                 return await retrying(self.retries, lambda: self.inner.write_raw(ref, data, size, options), after=err)
         finally:
-            self._release()
+            budget.release()
 
     async def read_raw(self, ref: str, offset: int = 0, length: int | None = None) -> ByteStream:
-        if self._free > 0 and not self._waiters:
-            self._free -= 1
+        budget = self.budget
+        if budget.free > 0 and not budget.waiters:
+            budget.free -= 1
         else:
-            await self._wait()
+            await budget.wait()
         try:
             try:
                 stream = await self.inner.read_raw(ref, offset, length)
             except TransientError as err:
                 stream = await retrying(self.retries, lambda: self.inner.read_raw(ref, offset, length), after=err)
         finally:
-            self._release()
+            budget.release()
         meta = stream.metadata
         if self.retries.attempts == 1 or stream.in_memory or meta is None or not meta.etag:
             return stream
@@ -217,16 +244,17 @@ class ResilientStore(Layer):
                     await aclose()
 
     async def _guarded_next(self, entries: AsyncIterator[ListEntry]) -> ListEntry | None:
-        if self._free > 0 and not self._waiters:
-            self._free -= 1
+        budget = self.budget
+        if budget.free > 0 and not budget.waiters:
+            budget.free -= 1
         else:
-            await self._wait()
+            await budget.wait()
         try:
             return await entries.__anext__()
         except StopAsyncIteration:
             return None
         finally:
-            self._release()
+            budget.release()
 
 
 class _Resumed(ByteStream):

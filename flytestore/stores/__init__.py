@@ -14,9 +14,11 @@ from typing import Any, Protocol
 from ..config import KINDS, Config, SchemeConfig
 from ..errors import ConfigError
 from ..layers.instrumented import InstrumentedStore
+from ..layers.resilient import Budget, ResilientStore
 from ..metrics import Scope
 from ..rawstore import RawStore
 from ..reference import split_reference
+from ..retry import RetryPolicy
 from .memory import MemoryStore
 
 __all__ = ["SCHEME_KINDS", "MemoryStore", "SchemeFactory", "build_primary", "create_backend"]
@@ -89,8 +91,11 @@ def create_backend(
     multicontainer: bool = True,
     field: str = "stow.config",
     signed_url_override: Mapping[str, str] | None = None,
+    budget: Budget | None = None,
 ) -> RawStore:
-    """Build (without opening) one backend; all but the memory store are instrumented."""
+    """Build (without opening) one backend. All but the memory store, which does no I/O, are
+    instrumented and wrapped in a ``ResilientStore``: ``config.retries`` and ``budget`` (the stack's
+    shared concurrency budget; unbounded when None)."""
     store = _builder(kind)(
         settings,
         container=container,
@@ -99,12 +104,16 @@ def create_backend(
         field=field,
         signed_url_override=signed_url_override,
     )
-    if scope is not None and kind != "mem":
-        return InstrumentedStore(store, scope)
-    return store
+    if kind == "mem":
+        return store
+    if scope is not None:
+        store = InstrumentedStore(store, scope)
+    return ResilientStore(store, budget=budget, retries=RetryPolicy.from_config(config.retries))
 
 
-def build_primary(config: Config, scope: Scope | None) -> tuple[RawStore, tuple[str, ...]]:
+def build_primary(
+    config: Config, scope: Scope | None, budget: Budget | None = None
+) -> tuple[RawStore, tuple[str, ...]]:
     """The primary store of a config and the schemes it serves."""
     kind = config.primary_kind()
     store = create_backend(
@@ -115,6 +124,7 @@ def build_primary(config: Config, scope: Scope | None) -> tuple[RawStore, tuple[
         container=config.container,
         multicontainer=config.enable_multicontainer,
         signed_url_override=config.signed_url.stow_config_override,
+        budget=budget,
     )
     return store, KINDS[kind]
 
@@ -122,9 +132,10 @@ def build_primary(config: Config, scope: Scope | None) -> tuple[RawStore, tuple[
 class SchemeFactory:
     """Builds secondary backends on first use of their scheme (Flyte's ``schemes`` section)."""
 
-    def __init__(self, config: Config, scope: Scope | None) -> None:
+    def __init__(self, config: Config, scope: Scope | None, budget: Budget | None = None) -> None:
         self.config = config
         self.scope = scope
+        self.budget = budget
 
     def _redis_addr_configured(self) -> bool:
         override = self.config.schemes.get("redis")
@@ -160,6 +171,8 @@ class SchemeFactory:
                 f'schemes["{scheme}"].config["path"]',
                 "the local backend needs a root path for lazily routed references",
             )
-        store = create_backend(kind, settings, config=self.config, scope=self.scope, field=f"schemes.{scheme}.config")
+        store = create_backend(
+            kind, settings, config=self.config, scope=self.scope, field=f"schemes.{scheme}.config", budget=self.budget
+        )
         await store.open()
         return store
