@@ -160,6 +160,19 @@ async def test_range_read_of_large_object(backend: Backend) -> None:
     assert await read(backend, ref, offset=MiB - 5, length=MiB + 10) == data[MiB - 5 : 2 * MiB + 5]
 
 
+async def test_reads_carry_the_object_etag_so_a_resumed_read_can_be_pinned(backend: Backend) -> None:
+    ref = backend.ref("pinned")
+    await backend.store.write_raw(ref, b"0123456789" * 1000)
+    head = await backend.store.head(ref)
+    for offset, length in ((0, None), (1234, None), (10, 100)):
+        stream = await backend.store.read_raw(ref, offset=offset, length=length)
+        async with stream:
+            if not stream.in_memory:  # a body already in memory (Redis) has nothing to resume
+                assert stream.metadata is not None
+                assert stream.metadata.etag == head.etag
+            assert await stream.read() == (b"0123456789" * 1000)[offset : None if length is None else offset + length]
+
+
 @pytest.mark.parametrize(("offset", "length"), [(-1, None), (0, -1)])
 async def test_bad_ranges(backend: Backend, offset: int, length: int | None) -> None:
     ref = backend.ref("r")
