@@ -12,7 +12,7 @@ import asyncio
 import builtins
 import enum
 import inspect
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType, TracebackType
@@ -23,6 +23,7 @@ from .errors import (
     InvalidArgumentError,
     InvalidReferenceError,
     NotFoundError,
+    PreconditionFailedError,
     SizeMismatchError,
     UnsupportedError,
 )
@@ -46,6 +47,8 @@ __all__ = [
     "iter_payload",
     "payload_size",
     "read_payload",
+    "split_read",
+    "stream_copy",
 ]
 
 #: Chunk size for slicing in-memory payloads and bodies: slicing costs no I/O, so this only
@@ -651,13 +654,113 @@ async def _capped(stream: ByteStream, limit: int, ref: str) -> AsyncIterator[Byt
         yield chunk
 
 
+#: Objects at least this large are copied across stores by parallel ranged reads.
+SPLIT_THRESHOLD = 64 * 1024 * 1024
+#: The size of each ranged read of a split copy, and how many are fetched ahead of the writer.
+SPLIT_PART_SIZE = 8 * 1024 * 1024
+SPLIT_AHEAD = 4
+
+
 async def stream_copy(
-    src_store: RawStore, src: str, dst_store: RawStore, dst: str, options: Options | None = None
+    src_store: RawStore,
+    src: str,
+    dst_store: RawStore,
+    dst: str,
+    options: Options | None = None,
+    *,
+    split_threshold: int = SPLIT_THRESHOLD,
+    part_size: int = SPLIT_PART_SIZE,
+    ahead: int = SPLIT_AHEAD,
 ) -> Metadata:
-    """Copy one object between any two stores without buffering it whole."""
+    """Copy one object between any two stores without buffering it whole.
+
+    A source of at least ``split_threshold`` bytes with an etag is read as parts of ``part_size``
+    bytes, up to ``ahead`` of them fetched in parallel by range reads pinned to the etag (see
+    ``split_read``), while the destination writes what has arrived (in parts of its own where it
+    does multipart writes). Memory stays within about ``(ahead + 1) * part_size`` on the read side.
+    """
     stream = await src_store.read_raw(src)
     async with stream:
-        if options is None and stream.metadata is not None:
-            meta = stream.metadata
+        meta = stream.metadata
+        if options is None and meta is not None:
             options = Options(metadata=meta.user_metadata, content_type=meta.content_type)
-        return await dst_store.write_raw(dst, stream, size=stream.size, options=options)
+        split: AsyncGenerator[bytes, None] | None = None
+        size = stream.size
+        if (
+            size is not None
+            and size >= split_threshold
+            and size > part_size
+            and not stream.in_memory
+            and meta is not None
+            and meta.etag
+        ):
+            split = split_read(src_store, src, stream, size, meta.etag, part_size=part_size, ahead=ahead)
+        try:
+            return await dst_store.write_raw(dst, stream if split is None else split, size=size, options=options)
+        finally:
+            if split is not None:
+                await split.aclose()
+
+
+async def split_read(
+    store: RawStore,
+    ref: str,
+    first: ByteStream,
+    size: int,
+    etag: str,
+    *,
+    part_size: int = SPLIT_PART_SIZE,
+    ahead: int = SPLIT_AHEAD,
+) -> AsyncGenerator[bytes, None]:
+    """The ``size`` bytes of ``ref`` in order: the first part from ``first`` (an open read of the
+    whole object, closed once the part is taken), the rest by range reads of ``part_size`` bytes,
+    ``ahead`` of them in flight at once. Every range must come from the object ``etag`` names; a
+    changed object raises ``PreconditionFailedError`` rather than being spliced."""
+    if part_size <= 0 or ahead <= 0:
+        raise InvalidArgumentError("part_size and ahead must be positive")
+
+    async def fetch(offset: int, length: int) -> bytes:
+        part = await store.read_raw(ref, offset, length)
+        async with part:
+            now = part.metadata.etag if part.metadata is not None else ""
+            if now != etag:
+                raise PreconditionFailedError(
+                    f"[{ref}] changed while it was being copied (etag {etag} became {now or 'unknown'})"
+                )
+            data = await part.read()
+        if len(data) != length:
+            raise SizeMismatchError(f"a range read of [{ref}] at {offset} returned {len(data)} of {length} bytes")
+        return data
+
+    pending: list[asyncio.Task[bytes]] = []
+    next_offset = part_size
+
+    def fill() -> None:
+        nonlocal next_offset
+        while len(pending) < ahead and next_offset < size:
+            length = min(part_size, size - next_offset)
+            pending.append(asyncio.ensure_future(fetch(next_offset, length)))
+            next_offset += length
+
+    try:
+        fill()
+        taken = 0
+        async for chunk in first:
+            if taken + len(chunk) >= part_size:
+                yield bytes(chunk[: part_size - taken])
+                break
+            taken += len(chunk)
+            yield bytes(chunk)
+        else:
+            raise SizeMismatchError(f"[{ref}] ended after {taken} of {size} bytes")
+        await first.aclose()
+        while pending:
+            data = await pending.pop(0)
+            fill()
+            yield data
+    finally:
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        await first.aclose()

@@ -17,14 +17,18 @@ from flytestore import (
     ByteStream,
     Config,
     DataStore,
+    LocalStore,
+    MemoryStore,
     Metadata,
     NotFoundError,
     Options,
     PermissionDeniedError,
+    PreconditionFailedError,
     Scope,
     TransientError,
 )
 from flytestore.layers.base import Layer
+from flytestore.rawstore import stream_copy
 from flytestore.transfer import ByteBudget, Progress, RetryPolicy, Summary, copy_many, sync
 
 FAST = RetryPolicy(attempts=5, base_delay=0.001, max_delay=0.005)
@@ -376,3 +380,62 @@ async def test_slow_layer_stream_is_a_bytestream_free_copy(tmp_path: Path) -> No
         stream = await store.read_raw("file://c/one")
         assert isinstance(stream, ByteStream)
         assert await stream.read() == content(0, 10_000)
+
+
+# -- large objects: split into parallel ranged reads ---------------------------------------------
+
+
+class RangeRecorder(Layer):
+    """Records the range reads of a store; ``changed_after`` makes later ranges report another etag."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.ranges: list[tuple[int, int | None]] = []
+        self.in_flight = 0
+        self.peak = 0
+        self.changed_after: int | None = None
+
+    async def read_raw(self, ref: str, offset: int = 0, length: int | None = None) -> ByteStream:
+        self.ranges.append((offset, length))
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await asyncio.sleep(0.001)
+            stream = await self.inner.read_raw(ref, offset, length)
+        finally:
+            self.in_flight -= 1
+        if self.changed_after is not None and len(self.ranges) > self.changed_after and stream.metadata is not None:
+            stream.metadata = Metadata(exists=True, size=stream.metadata.size, etag="another-version")
+        return stream
+
+
+async def test_a_large_object_is_copied_by_parallel_ranged_reads(tmp_path: Path) -> None:
+    (tmp_path / "c").mkdir()
+    src = LocalStore(str(tmp_path), chunk_size=512)
+    recorder = RangeRecorder(src)
+    dst = MemoryStore()
+    data = os.urandom(10_000)
+    await src.write_raw("file://c/big", data)
+    meta = await stream_copy(
+        recorder, "file://c/big", dst, "mem://d/big", split_threshold=5000, part_size=1500, ahead=3
+    )
+    assert meta.size == len(data)
+    assert await dst.read_bytes("mem://d/big") == data
+    # The whole-object read serves the first part; the rest come as 1,500-byte ranges.
+    assert recorder.ranges == [(0, None)] + [(o, min(1500, 10_000 - o)) for o in range(1500, 10_000, 1500)]
+    assert recorder.peak >= 2  # ranges were in flight together
+    small = await stream_copy(recorder, "file://c/big", dst, "mem://d/small", split_threshold=20_000)
+    assert small.size == len(data) and recorder.ranges[-1] == (0, None)
+
+
+async def test_an_object_changed_during_a_split_copy_is_not_spliced(tmp_path: Path) -> None:
+    (tmp_path / "c").mkdir()
+    src = LocalStore(str(tmp_path), chunk_size=512)
+    recorder = RangeRecorder(src)
+    recorder.changed_after = 2
+    dst = MemoryStore()
+    await src.write_raw("file://c/big", os.urandom(10_000))
+    with pytest.raises(PreconditionFailedError, match="changed while it was being copied"):
+        await stream_copy(recorder, "file://c/big", dst, "mem://d/big", split_threshold=5000, part_size=1000, ahead=2)
+    assert not (await dst.head("mem://d/big")).exists
+    assert recorder.in_flight == 0  # the parts fetched ahead were cancelled and waited for
