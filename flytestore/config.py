@@ -144,11 +144,14 @@ class LimitsConfig:
 
     ``maxConcurrentOperations`` (a flytestore addition) bounds the operations of one DataStore in
     flight at once, across every backend, so a burst cannot exhaust sockets or server limits;
-    0 means unbounded.
+    0 means unbounded. ``copySplitThresholdMBs`` (also an addition): a copy from an object store
+    (S3, GCS, Azure) to another backend reads objects at least this large as parallel ranged
+    reads; 0 disables it (emulators such as moto read the whole object for every range).
     """
 
     max_download_mbs: int = 2
     max_concurrent_operations: int = 1024
+    copy_split_threshold_mbs: int = 64
 
 
 @dataclass
@@ -291,6 +294,7 @@ _CACHE = _section(
 _LIMITS = _section(
     (("maxDownloadMBs", "max_download_mbs"), "max_download_mbs", _VALUE),
     (("maxConcurrentOperations", "max_concurrent_operations"), "max_concurrent_operations", _VALUE),
+    (("copySplitThresholdMBs", "copy_split_threshold_mbs"), "copy_split_threshold_mbs", _VALUE),
 )
 _RETRIES = _section(
     (("maxAttempts", "max_attempts"), "max_attempts", _VALUE),

@@ -26,7 +26,7 @@ from google.protobuf.message import Message
 from .config import Config
 from .errors import StorageError
 from .layers.cached import CachedStore
-from .layers.limited import LimitedStore
+from .layers.limited import LimitedStore, MiB
 from .layers.resilient import Budget
 from .layers.routing import RoutingStore
 from .metrics import Scope
@@ -83,7 +83,8 @@ def build_stack(config: Config, scope: Scope | None = None) -> ProtobufStore:
 def _assemble(config: Config, scope: Scope | None) -> _Stack:
     budget = Budget(config.limits.max_concurrent_operations)
     primary, schemes = build_primary(config, scope, budget)
-    router = RoutingStore(primary, schemes, SchemeFactory(config, scope, budget))
+    split = config.limits.copy_split_threshold_mbs * MiB
+    router = RoutingStore(primary, schemes, SchemeFactory(config, scope, budget), split_threshold=split)
     store: RawStore = LimitedStore(router, max_download_mbs=config.limits.max_download_mbs)
     cache = None
     if config.cache.max_size_mbs > 0:

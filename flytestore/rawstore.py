@@ -49,6 +49,8 @@ __all__ = [
     "read_payload",
     "split_read",
     "stream_copy",
+    "SPLIT_NEVER",
+    "SPLIT_THRESHOLD",
 ]
 
 #: Chunk size for slicing in-memory payloads and bodies: slicing costs no I/O, so this only
@@ -654,8 +656,11 @@ async def _capped(stream: ByteStream, limit: int, ref: str) -> AsyncIterator[Byt
         yield chunk
 
 
-#: Objects at least this large are copied across stores by parallel ranged reads.
+#: Objects at least this large are copied across stores by parallel ranged reads (from stores
+#: whose range reads are cheap: see ``RoutingStore``).
 SPLIT_THRESHOLD = 64 * 1024 * 1024
+#: A threshold no object reaches.
+SPLIT_NEVER = 1 << 62
 #: The size of each ranged read of a split copy, and how many are fetched ahead of the writer.
 SPLIT_PART_SIZE = 8 * 1024 * 1024
 SPLIT_AHEAD = 4

@@ -244,7 +244,7 @@ def test_to_dict_round_trips_and_is_snake_case(tmp_path: Path) -> None:
     config = Config.from_yaml(_write(tmp_path, FLYTE_YAML))
     data = config.to_dict()
     assert data["enable_multicontainer"] is True
-    assert data["limits"] == {"max_download_mbs": 10, "max_concurrent_operations": 1024}
+    assert data["limits"] == {"max_download_mbs": 10, "max_concurrent_operations": 1024, "copy_split_threshold_mbs": 64}
     assert data["retries"] == {"max_attempts": 4, "base_delay": 0.1, "max_delay": 5.0, "total_timeout": 30.0}
     assert data["default_http_client"]["idle_conn_timeout"] == 90.0
     assert data["stow"]["config"]["secret_key"] == SECRET

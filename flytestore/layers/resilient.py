@@ -105,8 +105,18 @@ class Budget:
 
 
 class ResilientStore(Layer):
-    def __init__(self, inner: RawStore, *, budget: Budget | None = None, retries: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        inner: RawStore,
+        *,
+        budget: Budget | None = None,
+        retries: RetryPolicy | None = None,
+        parallel_range_reads: bool = False,
+    ) -> None:
         super().__init__(inner)
+        #: Whether range reads of the backend cost no more than the bytes they return, so large
+        #: cross-backend copies may read parallel ranges (object stores: yes; disk, Redis: no).
+        self.parallel_range_reads = parallel_range_reads
         self.budget = budget if budget is not None else Budget()
         self.retries = retries if retries is not None else NO_RETRY
 

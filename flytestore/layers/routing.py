@@ -14,6 +14,8 @@ from typing import Any, Protocol, TypeVar
 
 from ..errors import InvalidReferenceError
 from ..rawstore import (
+    SPLIT_NEVER,
+    SPLIT_THRESHOLD,
     ByteStream,
     Cursor,
     ListEntry,
@@ -46,8 +48,13 @@ class RoutingStore:
         primary: RawStore | None,
         primary_schemes: tuple[str, ...] = (),
         factory: BackendFactory | None = None,
+        *,
+        split_threshold: int = SPLIT_THRESHOLD,
     ) -> None:
         self.primary = primary
+        #: Cross-backend copies from stores with ``parallel_range_reads`` split objects this large
+        #: into parallel ranged reads (0: never).
+        self.split_threshold = split_threshold
         self.factory = factory
         self._live: dict[str, RawStore] = {}
         #: "<scheme>://" of the primary: the one check the commonest references need.
@@ -216,6 +223,7 @@ class RoutingStore:
             dst_store = await self.backend_for(dst)
             if src_store is dst_store:
                 return await src_store.copy_raw(src, dst, options=options)
-            return await stream_copy(src_store, src, dst_store, dst, options)
+            split = self.split_threshold if getattr(src_store, "parallel_range_reads", False) else 0
+            return await stream_copy(src_store, src, dst_store, dst, options, split_threshold=split or SPLIT_NEVER)
         finally:
             self.release()

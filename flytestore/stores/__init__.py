@@ -36,6 +36,10 @@ _MODULES: dict[str, tuple[str, str]] = {
 }
 
 
+#: Kinds whose range reads cost what they return: large copies from them read parallel ranges.
+_OBJECT_STORES = frozenset({"s3", "google", "azure"})
+
+
 class _FromConfig(Protocol):
     """A backend module's ``from_config``. ``signed_url_override`` is ``signedUrl.stowConfigOverride``
     for the primary store and empty for lazily routed schemes (as in Flyte)."""
@@ -108,7 +112,12 @@ def create_backend(
         return store
     if scope is not None:
         store = InstrumentedStore(store, scope)
-    return ResilientStore(store, budget=budget, retries=RetryPolicy.from_config(config.retries))
+    return ResilientStore(
+        store,
+        budget=budget,
+        retries=RetryPolicy.from_config(config.retries),
+        parallel_range_reads=kind in _OBJECT_STORES,
+    )
 
 
 def build_primary(
