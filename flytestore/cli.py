@@ -20,14 +20,15 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TextIO
+from typing import Any
 
 from .config import Config
 from .datastore import DataStore
 from .errors import NotFoundError, StorageError
+from .progress import ProgressDisplay, human
 from .rawstore import Metadata, SignedURLProperties
 from .reference import split_reference
-from .transfer import Progress, Summary, copy_many, prefix_pairs, sync
+from .transfer import Summary, copy_many, prefix_pairs, sync
 
 __all__ = ["EXIT_FAILURES", "EXIT_NOT_FOUND", "EXIT_OK", "EXIT_STORAGE", "EXIT_USAGE", "build_parser", "main"]
 
@@ -107,7 +108,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "across backends). With several sources, or a DST ending in '/', each source is copied\n"
         "below DST under its own name. With -r, every object under the SRC prefix is copied\n"
         "below the DST prefix, with bounded concurrency and retries of transient errors.\n"
-        "Progress is shown on standard error when it is a terminal.",
+        "Progress goes to standard error: a bar on a terminal, plain lines when piped.",
         "examples:\n"
         "  flytestore cp s3://bucket/a.txt gs://other/b.txt\n"
         "  flytestore cp s3://bucket/a.txt s3://bucket/b.txt file://c/backup/\n"
@@ -194,7 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _transfer_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", type=_positive, default=32, metavar="N", help="objects in flight (default 32)")
-    p.add_argument("--no-progress", action="store_true", help="never show the progress line")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="show no progress (by default: a bar on a terminal, else plain lines)",
+    )
 
 
 def _positive(text: str) -> int:
@@ -271,15 +276,6 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
-
-
 def _count(n: int) -> str:
     return f"{n} object" if n == 1 else f"{n} objects"
 
@@ -302,34 +298,9 @@ def _summary_dict(summary: Summary) -> dict[str, Any]:
     }
 
 
-class _ProgressLine:
-    """A single ``\\r``-rewritten progress line on a terminal's standard error."""
-
-    def __init__(self, stream: TextIO, enabled: bool) -> None:
-        self.stream = stream
-        self.enabled = enabled
-        self.shown = False
-
-    def __call__(self, progress: Progress) -> None:
-        if not self.enabled:
-            return
-        total = "?" if progress.objects_total is None else str(progress.objects_total)
-        line = (
-            f"{progress.objects_done}/{total} objects, {_human(progress.bytes_done)} of "
-            f"{_human(progress.bytes_total)}" + (f", {progress.failures} failed" if progress.failures else "")
-        )
-        self.stream.write("\r" + line + "\x1b[K")
-        self.stream.flush()
-        self.shown = True
-
-    def finish(self) -> None:
-        if self.shown:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def _progress(args: argparse.Namespace) -> _ProgressLine:
-    return _ProgressLine(sys.stderr, not args.no_progress and sys.stderr.isatty())
+def _progress(args: argparse.Namespace, label: str) -> ProgressDisplay:
+    """A bar on a terminal, plain lines on standard error otherwise; nothing with --no-progress."""
+    return ProgressDisplay(label, sys.stderr, tty=sys.stderr.isatty(), enabled=not args.no_progress)
 
 
 def _report_summary(args: argparse.Namespace, summary: Summary, verb: str) -> int:
@@ -345,7 +316,7 @@ def _report_summary(args: argparse.Namespace, summary: Summary, verb: str) -> in
         parts.append(f"{len(summary.failed)} failed")
         print(
             ", ".join(parts)
-            + f"; {_human(summary.bytes)} in {summary.seconds:.2f}s ({_human(int(summary.throughput))}/s)"
+            + f"; {human(summary.bytes)} in {summary.seconds:.2f}s ({human(int(summary.throughput))}/s)"
         )
     return EXIT_OK if summary.ok else EXIT_FAILURES
 
@@ -363,7 +334,7 @@ async def _cmd_ls(store: DataStore, args: argparse.Namespace) -> int:
         if args.json:
             rows.append({"ref": ref, "size": size, "etag": etag, "last_modified": _iso(modified)})
         elif args.long:
-            shown = _human(size) if tty else str(size)
+            shown = human(size) if tty else str(size)
             print(f"{shown}\t{_iso(modified) or '-'}\t{ref}")
         else:
             print(ref)
@@ -448,7 +419,7 @@ async def _cmd_cp(store: DataStore, args: argparse.Namespace) -> int:
     if len(args.paths) < 2:
         raise UsageError("cp needs a source and a destination")
     *sources, dst = args.paths
-    progress = _progress(args)
+    progress = _progress(args, "cp")
     if args.recursive:
         if len(sources) != 1:
             raise UsageError("cp -r takes one source prefix and one destination prefix")
@@ -533,7 +504,7 @@ async def _cmd_rm(store: DataStore, args: argparse.Namespace) -> int:
 
 
 async def _cmd_sync(store: DataStore, args: argparse.Namespace) -> int:
-    progress = _progress(args)
+    progress = _progress(args, "sync")
     try:
         summary = await sync(
             store, args.src, args.dst, delete=args.delete, concurrency=args.concurrency, progress=progress
