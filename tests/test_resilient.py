@@ -47,6 +47,8 @@ class FlakyStore(MemoryStore):
         self.active = 0
         self.peak = 0
         self.gate: asyncio.Event | None = None
+        self.opened = 0
+        self.closes = 0
 
     async def _enter(self, op: str) -> None:
         self.calls[op] = self.calls.get(op, 0) + 1
@@ -98,7 +100,13 @@ class FlakyStore(MemoryStore):
                     raise TransientError("connection reset by peer (simulated)")
                 yield data[start : start + 1000]
 
-        return ByteStream(chunks(), size=len(data), metadata=meta)
+        self.opened += 1
+        stream = ByteStream(chunks(), size=len(data), metadata=meta)
+        stream.on_close(self._closed)
+        return stream
+
+    def _closed(self) -> None:
+        self.closes += 1
 
 
 def resilient(inner: FlakyStore, *, budget: int = 0, retries: RetryPolicy = FAST) -> ResilientStore:
@@ -276,6 +284,7 @@ async def test_a_dropped_read_resumes_where_it_stopped() -> None:
     assert stream.size == len(data)
     assert await stream.read() == data
     assert inner.calls["read_raw"] == 3
+    assert inner.closes == inner.opened == 3  # every broken stream was closed, not left to the GC
 
 
 async def test_a_ranged_read_resumes_within_its_range() -> None:

@@ -298,6 +298,7 @@ class _Resumed(ByteStream):
                 return
             except TransientError as err:
                 cause: TransientError = err
+            await self._current.aclose()  # release the broken connection before opening another
             # Resume: a range read of what is left, pinned to the same etag.
             while True:
                 retry += 1

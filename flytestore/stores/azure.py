@@ -26,7 +26,8 @@ Rust ``object_store`` makes the same choice). Block ids carry a random per-write
 concurrent writers of one blob never mix blocks. Create-only writes and copies send
 ``If-None-Match: *``, so the service decides the race atomically.
 
-The SDK's retry policy stays in force (``client_options`` may replace it, e.g. ``retry_total=0``).
+The SDK's retry policy stays in force for a store built directly (``client_options`` may replace
+it, e.g. ``retry_total=0``); ``from_config`` turns it off, as the DataStore's ``retries`` apply.
 Etags are the service's, quotes included. aiohttp's ``trust_env`` is set only when the environment
 holds proxy settings or a netrc file, since otherwise it costs every request a thread hop for nothing.
 """
@@ -766,6 +767,10 @@ def from_config(
         "container": container,
         "multicontainer": multicontainer,
         "http": http_settings(config),
+        # A store built from a config sits under the stack's ResilientStore, which retries
+        # transient failures per the config's ``retries`` section (one budget, jittered, bounded in
+        # time); the SDK's own policy (a first backoff of 15 s) would multiply the attempts.
+        "client_options": {"retry_total": 0},
     }
     if get["upload_concurrency"]:
         try:
