@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -39,3 +41,18 @@ def test_readme_yaml_example_loads(tmp_path: Path) -> None:
     assert config.primary_kind() == "s3" and config.container == "my-bucket"
     assert config.limits.max_download_mbs == 8 and config.cache.max_size_mbs == 64
     assert config.redis.addr == "127.0.0.1:6379"
+
+
+def test_readme_documents_the_defaults_of_the_flytestore_additions() -> None:
+    import re
+
+    from flytestore import Config
+
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    additions = next(b for b in blocks if "maxConcurrentOperations" in b)
+    config = Config.from_dict(yaml.safe_load("storage:\n  type: mem\n" + additions))
+    default = Config(type="mem")
+    assert config.retries == default.retries
+    assert config.limits.max_concurrent_operations == default.limits.max_concurrent_operations
+    assert config.limits.copy_split_threshold_mbs == default.limits.copy_split_threshold_mbs
