@@ -9,6 +9,7 @@ handlers. Tests isolate themselves with a bucket of their own.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 from collections.abc import Iterator
@@ -57,11 +58,19 @@ def fake_gcs_server_argv(binary: str, port: int) -> list[str]:
     ]
 
 
-@pytest.fixture(scope="session")
-def gcs_server() -> Iterator[str]:
-    """The endpoint (``http://127.0.0.1:P``) of a fake-gcs-server shared by the session."""
+@contextlib.contextmanager
+def start_fake_gcs() -> Iterator[str]:
+    """Run fake-gcs-server on a free loopback port until the block exits; yields its endpoint
+    (the fixture and ``benchmarks/suite.py``)."""
     binary = fake_gcs_server_binary()
     port = free_port()
     endpoint = f"http://{HOST}:{port}"
     with run_server(fake_gcs_server_argv(binary, port), http_ready(f"{endpoint}/_internal/healthcheck"), port=port):
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def gcs_server() -> Iterator[str]:
+    """The endpoint (``http://127.0.0.1:P``) of a fake-gcs-server shared by the session."""
+    with start_fake_gcs() as endpoint:
         yield endpoint

@@ -71,15 +71,23 @@ def _moto_missing() -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def start_moto() -> Iterator[MotoS3]:
+    """Run moto's S3 server on a free loopback port until the block exits (the fixture and
+    ``benchmarks/suite.py``)."""
+    port = free_port()
+    argv = [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)]
+    with run_server(argv, http_ready(f"http://{HOST}:{port}/moto-api/"), port=port) as server:
+        yield MotoS3(server.endpoint)
+
+
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[MotoS3]:
     missing = _moto_missing()
     if missing is not None:
         pytest.skip(f"moto's S3 server is not installed (no {missing}): pip install 'moto[server]'")
-    port = free_port()
-    argv = [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)]
-    with run_server(argv, http_ready(f"http://{HOST}:{port}/moto-api/"), port=port) as server:
-        yield MotoS3(server.endpoint)
+    with start_moto() as server:
+        yield server
 
 
 async def drop_bucket(store: S3Store, bucket: str) -> None:

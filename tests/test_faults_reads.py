@@ -162,7 +162,7 @@ async def test_an_object_replaced_before_the_resume_is_not_spliced(
     arm(target, Reset(after_bytes=MiB, direction="down"))
     stream = await proxied.read_raw(r)
     got = bytearray()
-    with pytest.raises(PreconditionFailedError, match="changed|ConditionNotMet"):
+    with pytest.raises(PreconditionFailedError, match=r"changed|ConditionNotMet"):
         async with stream:
             async for chunk in stream:
                 if not got:

@@ -1,6 +1,9 @@
 """S3Store specifics, against moto's server: settings and credentials, signed URLs used by a plain
 HTTP client, multipart uploads (and their clean-up on failure and cancellation), the missing-bucket
-retry, server-side copies, listing cursors, error mapping and client lifecycle.
+retry, server-side copies, listing cursors, error mapping and client lifecycle; and the lean request
+path (``lean_requests``) against the full aiobotocore one: escaped keys, ranges, error and retry
+parity (moto, and a scripted server for the errors moto will not produce), rotating credentials,
+streamed bodies and their checks.
 
 Behaviour every backend shares lives in the conformance suite. Multipart tests use 5 MiB parts
 (S3's minimum) and ~11 MiB bodies, so that they stay quick while crossing part boundaries.
@@ -10,18 +13,23 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
+import functools
 import gc
 import hashlib
 import os
+import sys
 import uuid
 import warnings
+import zlib
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
+import aiohttp.web
 import pytest
 import pytest_asyncio
 
@@ -49,7 +57,9 @@ from flytestore.errors import (
     TransientError,
 )
 from flytestore.rawstore import Cursor, Options, SignedURLProperties
+from flytestore.stores import _s3lean
 from flytestore.stores import s3 as s3_module
+from flytestore.stores.s3 import FLYTE_CONTENT_MD5 as FLYTE_MD5
 from flytestore.stores.s3 import S3Settings, S3Store, _map_error, from_config, parse_settings
 
 from .servers import free_port
@@ -73,6 +83,44 @@ async def store(s3_server: MotoS3) -> AsyncIterator[S3Store]:
     async with s:
         yield s
         await drop_bucket(s, bucket)
+
+
+@pytest_asyncio.fixture(params=["lean", "full"])
+async def either(request: pytest.FixtureRequest, s3_server: MotoS3) -> AsyncIterator[S3Store]:
+    """A store on each request path."""
+    lean = request.param == "lean"
+    bucket = unique_bucket()
+    s = S3Store(s3_server.settings(lean_requests=lean), container=bucket, part_size=PART)
+    async with s:
+        assert isinstance(s.api, s3_module._LeanS3Api) is lean
+        yield s
+        await drop_bucket(s, bucket)
+
+
+@pytest_asyncio.fixture
+async def pair(s3_server: MotoS3) -> AsyncIterator[tuple[S3Store, S3Store]]:
+    """A lean and a full store on the same bucket."""
+    bucket = unique_bucket()
+    lean = S3Store(s3_server.settings(), container=bucket, part_size=PART, multicontainer=True)
+    full = S3Store(s3_server.settings(lean_requests=False), container=bucket, part_size=PART, multicontainer=True)
+    async with lean, full:
+        assert isinstance(lean.api, s3_module._LeanS3Api) and not isinstance(full.api, s3_module._LeanS3Api)
+        yield lean, full
+        await drop_bucket(full, bucket)
+
+
+def capture_requests(store: S3Store, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every request either path of the store sends (both go through the client's HTTP session)."""
+    http = store.api.client._endpoint.http_session
+    original = http.send
+    sent: list[Any] = []
+
+    async def send(request: Any) -> Any:
+        sent.append(request)
+        return await original(request)
+
+    monkeypatch.setattr(http, "send", send)
+    return sent
 
 
 def ref(store: S3Store, key: str) -> str:
@@ -158,6 +206,7 @@ def test_iam_uses_the_credential_chain() -> None:
         ({"addressing_style": "diagonal"}, "addressing_style"),
         ({"endpoint": "ftp://host"}, "endpoint"),
         ({"v2_signing": "perhaps"}, "v2_signing"),
+        ({"lean_requests": "sometimes"}, "lean_requests"),
     ],
 )
 def test_bad_settings_name_the_field(settings: dict[str, str], field: str) -> None:
@@ -175,6 +224,21 @@ def test_bare_endpoint_gets_a_scheme_from_disable_ssl() -> None:
     assert parse_settings({"v2_signing": "true"}).signature_version == "s3"
 
 
+def test_lean_requests_setting() -> None:
+    assert parse_settings({}).lean_requests is True  # the default
+    assert parse_settings({"lean_requests": ""}).lean_requests is True
+    assert parse_settings({"lean_requests": "false"}).lean_requests is False
+    assert parse_settings({"lean_requests": False}).lean_requests is False
+    assert parse_settings({"lean_requests": "on"}).lean_requests is True
+    with pytest.raises(ConfigError, match="expected true or false") as info:
+        parse_settings({"lean_requests": "fast"})
+    assert info.value.field == "stow.config.lean_requests"
+    config = Config(type="s3", container="b", stow={"kind": "s3", "config": {"lean_requests": "maybe"}})
+    with pytest.raises(ConfigError) as info:
+        from_config(config.backend_config(), container="b", multicontainer=False, config=config, field="stow.config")
+    assert info.value.field == "stow.config.lean_requests"
+
+
 def test_http_client_settings_come_from_default_http_client() -> None:
     config = Config(
         type="s3",
@@ -187,7 +251,8 @@ def test_http_client_settings_come_from_default_http_client() -> None:
     client_config = s.client_config()
     assert client_config.max_pool_connections == 7
     assert client_config.signature_version == "s3v4"
-    assert client_config.retries == {"mode": "standard", "max_attempts": 3}
+    # Built from a config: botocore retries nothing; the DataStore's `retries` section does.
+    assert client_config.retries == {"mode": "standard", "max_attempts": 0}
 
 
 @pytest.mark.parametrize("kind", ["s3", "minio"])
@@ -251,20 +316,23 @@ async def test_no_credentials_is_permission_denied(
     assert isinstance(info.value.__cause__, NoCredentialsError)
 
 
-async def test_default_headers_are_sent(s3_server: MotoS3) -> None:
+@pytest.mark.parametrize("lean", [True, False])
+async def test_default_headers_are_sent(s3_server: MotoS3, monkeypatch: pytest.MonkeyPatch, lean: bool) -> None:
     bucket = unique_bucket()
-    store = S3Store(s3_server.settings(headers={"X-Flyte-Test": "yes"}), container=bucket)
-    seen: list[str | None] = []
-
-    def capture(request: Any, **_: Any) -> None:
-        seen.append(request.headers.get("X-Flyte-Test"))
-
+    store = S3Store(s3_server.settings(headers={"X-Flyte-Test": "yes"}, lean_requests=lean), container=bucket)
     async with store:
-        store.api.client.meta.events.register("before-send.s3", capture)
+        sent = capture_requests(store, monkeypatch)
         await store.write_raw(ref(store, "k"), b"v")
+        assert await store.read_bytes(ref(store, "k")) == b"v"
+        assert (await store.head(ref(store, "k"))).exists
+        await store.list_page(ref(store, ""))
         signed = await store.create_signed_url(ref(store, "k"), SignedURLProperties(scope="GET"))
         await drop_bucket(store, bucket)
-    assert seen and all(value in ("yes", b"yes") for value in seen)
+    assert [r.method for r in sent[:4]] == ["PUT", "GET", "HEAD", "GET"]
+    for request in sent:
+        headers = {k.lower(): v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
+        assert headers["x-flyte-test"] == "yes"
+        assert "x-flyte-test" in headers["authorization"]  # signed with the request
     assert "x-flyte-test" not in signed.url.lower()  # never signed into URLs
 
 
@@ -272,6 +340,7 @@ async def test_v2_signing_works(s3_server: MotoS3) -> None:
     bucket = unique_bucket()
     store = S3Store(s3_server.settings(signature_version="s3"), container=bucket)
     async with store:
+        assert not isinstance(store.api, s3_module._LeanS3Api)  # the lean path signs SigV4 only
         await store.write_raw(ref(store, "k"), b"v2")
         assert await read(store, ref(store, "k")) == b"v2"
         await drop_bucket(store, bucket)
@@ -541,10 +610,12 @@ async def test_create_only_multipart_loses_a_race_at_completion(store: S3Store) 
     assert await uploads(store) == []
 
 
-async def test_parts_in_flight_are_bounded(store: S3Store, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_parts_in_flight_are_bounded(either: S3Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = either
     store.max_parts_in_flight = 2
     active = peak = 0
-    original = s3_module._S3Api.upload_part
+    api_class = type(store.api)
+    original = api_class.upload_part
 
     async def counting(self: Any, *args: Any) -> Any:
         nonlocal active, peak
@@ -555,7 +626,7 @@ async def test_parts_in_flight_are_bounded(store: S3Store, monkeypatch: pytest.M
         finally:
             active -= 1
 
-    monkeypatch.setattr(s3_module._S3Api, "upload_part", counting)
+    monkeypatch.setattr(api_class, "upload_part", counting)
     data = os.urandom(3 * PART + 1)
     meta = await store.write_raw(ref(store, "bounded"), data)
     assert meta.etag.endswith("-4")
@@ -563,8 +634,10 @@ async def test_parts_in_flight_are_bounded(store: S3Store, monkeypatch: pytest.M
     assert await read(store, ref(store, "bounded")) == data
 
 
-async def test_failed_part_aborts(store: S3Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    original = s3_module._S3Api.upload_part
+async def test_failed_part_aborts(either: S3Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = either
+    api_class = type(store.api)
+    original = api_class.upload_part
 
     async def failing(self: Any, bucket: str, key: str, upload_id: str, number: int, body: bytes) -> Any:
         if number == 2:
@@ -573,7 +646,7 @@ async def test_failed_part_aborts(store: S3Store, monkeypatch: pytest.MonkeyPatc
             )
         return await original(self, bucket, key, upload_id, number, body)
 
-    monkeypatch.setattr(s3_module._S3Api, "upload_part", failing)
+    monkeypatch.setattr(api_class, "upload_part", failing)
     r = ref(store, "part-fails")
     with pytest.raises(TransientError) as info:
         await store.write_raw(r, blocks(BIG))
@@ -792,3 +865,488 @@ async def test_secrets_stay_out_of_errors(s3_server: MotoS3) -> None:
         with pytest.raises(TransientError) as info:
             await store.read_raw("s3://b/k")
         assert secret not in str(info.value) and secret not in repr(info.value)
+
+
+# -- the lean request path against the full one ------------------------------------------------------------
+
+#: Keys whose URL needs escaping, or that S3 / botocore treat specially.
+ODD_KEYS = [
+    "with space/and  two",
+    "unicodé/日本語/emoji-😀",
+    "plus+sign",
+    "percent%20literal%",
+    "question?mark",
+    "hash#tag",
+    "double//slash",
+    "tilde~star*quote'dq\"",
+    "eq=amp&semi;colon,comma",
+    "brackets[]{}|^`<>",
+    "dots/./and/../kept",
+    "control\ttab",
+]
+
+
+async def test_hot_operations_bypass_botocore(pair: tuple[S3Store, S3Store], monkeypatch: pytest.MonkeyPatch) -> None:
+    lean, full = pair
+    counts = {"lean": 0, "full": 0}
+    for name, s in (("lean", lean), ("full", full)):
+        client = s.api.client
+        original = client._make_api_call
+
+        async def counting(*args: Any, _name: str = name, _original: Any = original, **kwargs: Any) -> Any:
+            counts[_name] += 1
+            return await _original(*args, **kwargs)
+
+        monkeypatch.setattr(client, "_make_api_call", counting)
+        r = ref(s, f"hot-{name}")
+        await s.write_raw(r, b"data", options=Options(metadata={"a": "b"}, content_type="text/plain"))
+        assert await s.read_bytes(r) == b"data"
+        assert await s.read_bytes(r, offset=1, length=2) == b"at"
+        assert (await s.head(r)).size == 4
+        assert not (await s.head(r + "-missing")).exists
+        await s.write_raw(ref(s, f"multi-{name}"), blocks(PART + 1))  # create/complete are full-path calls
+    # put, get, ranged get, head, head of a missing key, and a 2-part upload (create, 2 parts,
+    # complete): the lean path leaves only the upload's create and complete to botocore.
+    assert counts == {"lean": 2, "full": 9}
+
+
+@pytest.mark.parametrize("key", ODD_KEYS)
+async def test_escaped_keys_match_botocore(
+    pair: tuple[S3Store, S3Store], monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    lean, full = pair
+    r = lean.make_ref(lean.container, key)
+    assert lean.locate(r) == (lean.container, key)
+    lean_sent = capture_requests(lean, monkeypatch)
+    full_sent = capture_requests(full, monkeypatch)
+    body = key.encode()
+    await full.write_raw(r, body, options=Options(metadata={"k": "v"}))
+    await lean.write_raw(r, body, options=Options(metadata={"k": "v"}))
+    assert lean_sent[0].url == full_sent[0].url  # the same escaping as botocore's serializer
+    # What one path wrote, the other reads, under the same key.
+    assert await full.read_bytes(r) == body
+    assert await lean.read_bytes(r) == body
+    assert await read(lean, r) == body
+    lean_head, full_head = await lean.head(r), await full.head(r)
+    assert lean_head == full_head and lean_head.user_metadata == {"k": "v"}
+    entries, _ = await full.list_entries_page(f"s3://{lean.container}/")
+    assert key in [lean.locate(e.ref)[1] for e in entries]
+
+
+async def test_metadata_and_results_match(pair: tuple[S3Store, S3Store]) -> None:
+    lean, _ = pair
+    options = Options(metadata={"Owner": "me", FLYTE_MD5: "abc=="}, content_type="application/x-test")
+    written = [await s.write_raw(ref(s, f"m-{i}"), b"0123456789", options=options) for i, s in enumerate(pair)]
+    assert written[0].etag == written[1].etag and written[0] == dataclasses.replace(written[1])
+    for i in range(2):
+        r = ref(lean, f"m-{i}")
+        heads = [await s.head(r) for s in pair]
+        assert heads[0] == heads[1]
+        assert heads[0].content_md5 == "abc==" and heads[0].content_type == "application/x-test"
+        assert isinstance(heads[0].last_modified, datetime) and heads[0].last_modified.tzinfo is not None
+        streams = [await s.read_raw(r, offset=2, length=5) for s in pair]
+        for stream in streams:
+            async with stream:
+                assert await stream.read() == b"23456"
+        assert streams[0].size == streams[1].size == 5
+        assert streams[0].metadata == streams[1].metadata
+        assert streams[0].metadata is not None and streams[0].metadata.size == 10
+
+
+@pytest.mark.parametrize(
+    ("offset", "length"),
+    [(0, None), (0, 1), (5, None), (5, 3), (9, 1), (9, 100), (10, None), (10, 5), (11, None), (0, 0), (4, 0)],
+)
+async def test_ranged_reads_match(pair: tuple[S3Store, S3Store], offset: int, length: int | None) -> None:
+    full = pair[1]
+    r = ref(full, "ranged")
+    await full.write_raw(r, b"0123456789")
+    expected = b"0123456789"[offset : None if length is None else offset + length]
+    for s in pair:
+        assert await s.read_bytes(r, offset=offset, length=length) == expected
+        assert await read_range(s, r, offset, length) == expected
+
+
+async def read_range(store: S3Store, r: str, offset: int, length: int | None) -> bytes:
+    stream = await store.read_raw(r, offset=offset, length=length)
+    async with stream:
+        return await stream.read()
+
+
+async def test_error_mapping_parity_on_moto(pair: tuple[S3Store, S3Store]) -> None:
+    lean, full = pair
+    other = unique_bucket()
+
+    async def outcome(call: Any) -> tuple[Any, ...]:
+        try:
+            result = await call
+        except StorageError as exc:
+            cause = exc.__cause__
+            code = cause.response["Error"].get("Code") if isinstance(cause, ClientError) else None
+            return type(exc), str(exc), type(cause).__name__, code
+        return ("ok", result)
+
+    cases = {
+        "read missing key": lambda s: s.read_raw(ref(s, "missing")),
+        "read_bytes missing key": lambda s: s.read_bytes(ref(s, "missing")),
+        "range of missing key": lambda s: s.read_bytes(ref(s, "missing"), offset=3),
+        "head missing key": lambda s: s.head(ref(s, "missing")),
+        "read missing bucket": lambda s: s.read_raw(f"s3://{other}/k"),
+        "head missing bucket": lambda s: s.head(f"s3://{other}/k"),
+        "write missing bucket": lambda s: s.write_raw(f"s3://{other}/k", b"x"),
+        "create-only over existing": lambda s: s.write_raw(ref(s, "exists"), b"y", options=Options(if_not_exists=True)),
+        "invalid bucket name": lambda s: s.head("s3://Bad_Bucket!/k"),
+    }
+    await full.write_raw(ref(full, "exists"), b"x")
+    for name, case in cases.items():
+        lean_outcome, full_outcome = await outcome(case(lean)), await outcome(case(full))
+        assert lean_outcome == full_outcome, name
+    assert (await outcome(cases["read missing key"](lean)))[0] is NotFoundError
+    assert (await outcome(cases["create-only over existing"](lean)))[:1] == (AlreadyExistsError,)
+    assert (await outcome(cases["write missing bucket"](lean)))[0] is NotFoundError
+    assert await read(lean, ref(lean, "exists")) == b"x"
+
+
+async def test_non_ascii_metadata_is_refused_alike(pair: tuple[S3Store, S3Store]) -> None:
+    for s in pair:
+        with pytest.raises(InvalidArgumentError, match="ascii"):
+            await s.write_raw(ref(s, "meta"), b"x", options=Options(metadata={"k": "välue"}))
+
+
+async def test_lean_get_checks_the_servers_checksum(store: S3Store) -> None:
+    r = ref(store, "crc")
+    await store.write_raw(r, b"checked")
+    bucket, key = store.locate(r)
+    resp = await store.api.get(bucket, key)
+    body = resp["Body"]
+    assert body._checksum is not None and body._expected_checksum  # moto returns the CRC32
+    assert await body.read() == b"checked"
+    body.close()
+    ranged = await store.api.get(bucket, key, "bytes=1-2")
+    assert ranged["Body"]._checksum is None  # no checksum for a range
+    assert await ranged["Body"].read() == b"he"
+
+
+class _FakeContent:
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    async def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            data, self.chunks = b"".join(self.chunks), []
+            return data
+        return self.chunks.pop(0) if self.chunks else b""
+
+
+class _FakeRaw:
+    url = "http://fake/b/k"
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.content = _FakeContent(chunks)
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_lean_body_checks_length_and_checksum() -> None:
+    good = base64.b64encode(zlib.crc32(b"abcdef").to_bytes(4, "big")).decode()
+    body = _s3lean.LeanBody(_FakeRaw([b"abc", b"def"]), 6, (_s3lean._Crc32(), good))  # type: ignore[arg-type]
+    assert b"".join([chunk async for chunk in s3_module._Body(body, 4, "s3://b/k")]) == b"abcdef"
+
+    bad = _s3lean.LeanBody(_FakeRaw([b"abc", b"deX"]), 6, (_s3lean._Crc32(), good))  # type: ignore[arg-type]
+    with pytest.raises(StorageError, match="did not match") as info:
+        [chunk async for chunk in s3_module._Body(bad, 4, "s3://b/k")]
+    assert type(info.value.__cause__).__name__ == "FlexibleChecksumError"
+
+    short = _s3lean.LeanBody(_FakeRaw([b"abc"]), 6, None)  # type: ignore[arg-type]
+    with pytest.raises(StorageError, match="total bytes expected is 6"):
+        [chunk async for chunk in s3_module._Body(short, 4, "s3://b/k")]
+    raw = _FakeRaw([b"abc", b"def"])
+    closing = _s3lean.LeanBody(raw, 6, None)  # type: ignore[arg-type]
+    await s3_module._Body(closing, 4, "s3://b/k").aclose()
+    assert raw.closed
+
+
+async def test_streamed_get_releases_its_connection(either: S3Store) -> None:
+    r = ref(either, "stream")
+    await either.write_raw(r, os.urandom(4 * MiB), size=4 * MiB)
+    sessions = either.api.client._endpoint.http_session._sessions
+
+    def acquired() -> int:
+        return sum(len(session.connector._acquired) for session in sessions.values())
+
+    stream = await either.read_raw(r)
+    first = await stream.__anext__()
+    assert 0 < len(first) <= either.chunk_size
+    assert acquired() == 1  # streaming: the body is not buffered whole
+    await stream.aclose()
+    assert acquired() == 0
+
+    started = asyncio.Event()
+
+    async def slow_reader() -> None:
+        stream = await either.read_raw(r)
+        async with stream:
+            async for _ in stream:
+                started.set()
+                await asyncio.sleep(3600)
+
+    task = asyncio.create_task(slow_reader())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert acquired() == 0
+
+
+async def test_rotating_credentials_are_used(
+    s3_server: MotoS3, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Refreshable credentials (here a credential_process whose credentials expire within
+    botocore's mandatory-refresh window, so every request refreshes them) reach the lean path."""
+    key_file = tmp_path / "key-id"
+    key_file.write_text("key-one")
+    script = tmp_path / "creds.py"
+    script.write_text(
+        "import datetime, json, pathlib\n"
+        f"key = pathlib.Path({str(key_file)!r}).read_text().strip()\n"
+        "expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=5)\n"
+        'print(json.dumps({"Version": 1, "AccessKeyId": key, "SecretAccessKey": "s", '
+        '"Expiration": expires.isoformat()}))\n'
+    )
+    config = tmp_path / "config"
+    config.write_text(f"[profile rotating]\ncredential_process = {sys.executable} {script}\n")
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_PROFILE", "rotating")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    bucket = unique_bucket()
+    store = S3Store(S3Settings(endpoint_url=s3_server.endpoint, region="us-east-1", addressing_style="path"))
+    async with store:
+        assert isinstance(store.api, s3_module._LeanS3Api)
+        await store._create_bucket(store.api, bucket)
+        sent = capture_requests(store, monkeypatch)
+
+        def key_ids() -> list[str]:
+            ids = [str(r.headers["Authorization"]).split("Credential=")[1].split("/")[0] for r in sent]
+            sent.clear()
+            return ids
+
+        r = f"s3://{bucket}/k"
+        await store.write_raw(r, b"v")
+        assert await store.read_bytes(r) == b"v"
+        assert key_ids() == ["key-one", "key-one"]
+        key_file.write_text("key-two")
+        await store.write_raw(r, b"w")
+        assert await store.read_bytes(r) == b"w"
+        assert (await store.head(r)).size == 1
+        assert key_ids() == ["key-two", "key-two", "key-two"]
+        await drop_bucket(store, bucket)
+
+
+# -- a scripted S3 for the errors moto does not produce ---------------------------------------------------------
+
+
+class ScriptedS3:
+    """Answers every request with ``status`` and an S3 ``<Error>`` document; counts requests."""
+
+    def __init__(self) -> None:
+        self.status = 500
+        self.code = "InternalError"
+        self.headers: dict[str, str] = {}
+        #: ``"stall"`` or ``"cut"``: a GET answers 200 with 3 of 10 bytes, then stops or hangs up.
+        self.body_fault = ""
+        self.requests = 0
+        self.endpoint = ""
+
+    async def handle(self, request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
+        self.requests += 1
+        if self.body_fault and request.method == "GET":
+            headers = {"Content-Length": "10", "ETag": '"e"', "Last-Modified": "Mon, 23 Nov 2026 21:44:33 GMT"}
+            response = aiohttp.web.StreamResponse(status=200, headers=headers)
+            await response.prepare(request)
+            await response.write(b"abc")
+            if self.body_fault == "cut":
+                assert request.transport is not None
+                request.transport.close()
+            else:
+                await asyncio.sleep(5)
+            return response
+        body = (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{self.code}</Code>'
+            f"<Message>scripted {self.code}</Message><RequestId>r-1</RequestId><HostId>h-1</HostId></Error>"
+        )
+        return aiohttp.web.Response(status=self.status, text=body, content_type="application/xml", headers=self.headers)
+
+
+@pytest_asyncio.fixture
+async def scripted() -> AsyncIterator[ScriptedS3]:
+    server = ScriptedS3()
+    app = aiohttp.web.Application()
+    app.router.add_route("*", "/{tail:.*}", server.handle)
+    runner = aiohttp.web.AppRunner(app, handler_cancellation=True)
+    await runner.setup()
+    port = free_port()
+    site = aiohttp.web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    server.endpoint = f"http://127.0.0.1:{port}"
+    try:
+        yield server
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "expected"),
+    [
+        (503, "SlowDown", TransientError),
+        (500, "InternalError", TransientError),
+        (429, "TooManyRequests", TransientError),
+        (403, "AccessDenied", PermissionDeniedError),
+        (403, "SignatureDoesNotMatch", PermissionDeniedError),
+        (404, "NoSuchBucket", NotFoundError),
+        (412, "PreconditionFailed", PreconditionFailedError),
+        (400, "InvalidArgument", StorageError),
+        (409, "ConditionalRequestConflict", TransientError),
+    ],
+)
+async def test_error_and_retry_parity(
+    scripted: ScriptedS3, monkeypatch: pytest.MonkeyPatch, status: int, code: str, expected: type[StorageError]
+) -> None:
+    real_sleep = asyncio.sleep
+
+    async def quick_sleep(delay: float, *args: Any, **kwargs: Any) -> Any:
+        return await real_sleep(min(delay, 0.001), *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "sleep", quick_sleep)  # botocore's backoff, on both paths
+    scripted.status, scripted.code = status, code
+    settings = S3Settings(
+        endpoint_url=scripted.endpoint,
+        region="us-east-1",
+        access_key_id="a",
+        secret_access_key="b",
+        addressing_style="path",
+        max_attempts=2,
+    )
+    outcomes: dict[bool, list[tuple[Any, ...]]] = {}
+    for lean in (True, False):
+        store = S3Store(dataclasses.replace(settings, lean_requests=lean), container="bucket", create_container=False)
+        async with store:
+            assert isinstance(store.api, s3_module._LeanS3Api) is lean
+            results = []
+            calls = (
+                functools.partial(store.read_bytes, "s3://bucket/k"),
+                functools.partial(store.read_bytes, "s3://bucket/k", offset=2, length=2),
+                functools.partial(store.write_raw, "s3://bucket/k", b"x"),
+                functools.partial(store.write_raw, "s3://bucket/k", b"x", options=Options(if_not_exists=True)),
+                functools.partial(store.head, "s3://bucket/k"),
+            )
+            for call in calls:
+                scripted.requests = 0
+                try:
+                    result: Any = await call()
+                except StorageError as exc:
+                    cause = exc.__cause__
+                    assert isinstance(cause, ClientError)
+                    result = (type(exc), str(exc), type(cause).__name__, cause.response["Error"]["Code"])
+                results.append((result, scripted.requests))
+            outcomes[lean] = results
+    if status == 400:
+        # A HEAD answered 400 goes the full way too (botocore asks HeadBucket for a region).
+        (result, requests), (_, full_requests) = outcomes[True][-1], outcomes[False][-1]
+        assert requests == full_requests + 1
+        outcomes[True][-1] = (result, full_requests)
+    assert outcomes[True] == outcomes[False]
+    (read_error, read_requests) = outcomes[True][0]
+    assert read_error[0] is expected and read_error[3] == code
+    retried = code in ("SlowDown", "InternalError") or status >= 500  # botocore's standard mode
+    assert read_requests == (3 if retried else 1)  # max_attempts=2: botocore's total of 3
+
+
+async def test_region_redirect_goes_to_the_full_path(scripted: ScriptedS3) -> None:
+    scripted.status, scripted.code = 301, "PermanentRedirect"
+    scripted.headers = {"x-amz-bucket-region": "eu-west-1"}  # else botocore's redirector recurses
+    settings = S3Settings(
+        endpoint_url=scripted.endpoint, region="us-east-1", access_key_id="a", secret_access_key="b", max_attempts=0
+    )
+    async with S3Store(settings, container="bucket", create_container=False) as store:
+        api = store.api
+        assert isinstance(api, s3_module._LeanS3Api)
+        with pytest.raises(StorageError):
+            await store.read_bytes("s3://bucket/k")
+        assert "bucket" in api.lean._full_path_buckets  # botocore's redirector owns this bucket now
+        scripted.requests = 0
+        with pytest.raises(StorageError):
+            await store.head("s3://bucket/k")
+        assert scripted.requests >= 1
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "checksums", "payload"),
+    [
+        ("http://127.0.0.1:1", "when_supported", "sha256"),  # payloads are always signed over http
+        ("https://127.0.0.1:1", "when_supported", "UNSIGNED-PAYLOAD"),  # TLS + a CRC32 header
+        ("https://127.0.0.1:1", "when_required", "sha256"),  # TLS without a checksum: signed
+    ],
+)
+async def test_lean_payload_signing_follows_botocore(
+    monkeypatch: pytest.MonkeyPatch, endpoint: str, checksums: str, payload: str
+) -> None:
+    monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", checksums)
+    settings = S3Settings(
+        endpoint_url=endpoint, region="us-east-1", access_key_id="a", secret_access_key="b", max_attempts=0
+    )
+    body = b"payload"
+    async with S3Store(settings, container="bucket", create_container=False) as store:
+        assert isinstance(store.api, s3_module._LeanS3Api)
+        sent: list[Any] = []
+
+        async def refuse(request: Any) -> Any:
+            sent.append(request)
+            raise EndpointConnectionError(endpoint_url=request.url)
+
+        monkeypatch.setattr(store.api.client._endpoint.http_session, "send", refuse)
+        with pytest.raises(TransientError):
+            await store.write_raw("s3://bucket/k", body)
+        with pytest.raises(TransientError):
+            await store.read_bytes("s3://bucket/k")
+    put, get = sent
+    assert put.headers["X-Amz-Content-SHA256"] == (hashlib.sha256(body).hexdigest() if payload == "sha256" else payload)
+    crc = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+    assert put.headers.get("x-amz-checksum-crc32") == (crc if checksums == "when_supported" else None)
+    assert "x-amz-checksum-crc32" in put.headers["Authorization"] or checksums == "when_required"
+    assert get.headers["X-Amz-Content-SHA256"] == hashlib.sha256(b"").hexdigest()
+    assert get.headers["x-amz-checksum-mode"] == "ENABLED"
+    assert put.url == get.url == f"{endpoint}/bucket/k"
+
+
+@pytest.mark.parametrize("fault", ["stall", "cut"])
+async def test_body_fault_parity(scripted: ScriptedS3, fault: str) -> None:
+    """A body that stops arriving (read timeout) or is cut short: the same errors on both paths."""
+    scripted.body_fault = fault
+    settings = S3Settings(
+        endpoint_url=scripted.endpoint,
+        region="us-east-1",
+        access_key_id="a",
+        secret_access_key="b",
+        addressing_style="path",
+        read_timeout=0.3,
+        max_attempts=0,
+    )
+    outcomes = []
+    for lean in (True, False):
+        store = S3Store(dataclasses.replace(settings, lean_requests=lean), container="bucket", create_container=False)
+        async with store:
+            for call in (
+                functools.partial(store.read_bytes, "s3://bucket/k"),
+                functools.partial(read, store, "s3://bucket/k"),
+            ):
+                with pytest.raises(TransientError) as info:
+                    await call()
+                outcomes.append((lean, type(info.value.__cause__).__name__))
+    lean_causes = [name for lean, name in outcomes if lean]
+    assert lean_causes == [name for lean, name in outcomes if not lean]
+    assert lean_causes == (["AioReadTimeoutError"] * 2 if fault == "stall" else ["ClientPayloadError"] * 2)

@@ -27,6 +27,13 @@ Behaviour worth knowing:
 - Listing cursors are the last key returned (``StartAfter``), readable and valid across processes.
 - Etags are reported without their quotes. ``Metadata.content_md5`` is Flyte's
   ``flytecontentmd5`` user-metadata entry.
+- With ``lean_requests`` (the default), HEAD, GET, PUT and UploadPart skip botocore's per-call
+  machinery: ``_s3lean`` signs them with botocore's SigV4 signer and the client's credentials and
+  sends them through the client's own aiohttp session, raising botocore's exceptions, so results
+  and errors are the full path's at about half its client CPU per small request (a third without
+  moto's per-request connections; ``benchmarks/bench_s3.py``). Everything else, and whatever the
+  lean path cannot serve (SigV2, S3 Express, region redirects), goes through aiobotocore;
+  ``lean_requests: false`` sends everything that way.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import math
 from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -89,11 +97,14 @@ from ..rawstore import (
     iter_payload,
 )
 from ._http import http_settings
+from ._s3lean import LeanS3, UseFullPath, lean_unsupported
 
 if TYPE_CHECKING:
     from ..config import Config
 
 __all__ = ["S3Settings", "S3Store", "from_config", "parse_settings"]
+
+logger = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -254,10 +265,16 @@ class S3Settings:
     connect_timeout: float = 60.0
     read_timeout: float = 60.0
     keepalive_timeout: float = 90.0
-    #: Attempts per request in botocore's ``standard`` retry mode (1 = no retries).
+    #: Retries per request in botocore's ``standard`` retry mode, after the first attempt (0 = none;
+    #: botocore's ``max_attempts`` counts retries). ``from_config`` sets 0: a store built from a
+    #: config sits under the DataStore's ResilientStore, which retries per its ``retries`` section.
     max_attempts: int = 3
     #: Sent with every request (``defaultHttpClient.headers``); may hold credentials of a proxy.
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    #: Send HEAD, GET, PUT and UploadPart as signed requests of their own (``_s3lean``) rather
+    #: than through botocore's per-call machinery; everything else, and whatever the lean path
+    #: cannot serve (SigV2, S3 Express, region redirects...), goes through aiobotocore.
+    lean_requests: bool = True
 
     def client_config(self) -> AioConfig:
         return AioConfig(
@@ -297,6 +314,7 @@ _KNOWN_KEYS = (
     "disable_ssl",
     "addressing_style",
     "v2_signing",
+    "lean_requests",
 )
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0", "")
@@ -311,11 +329,19 @@ def _bool_setting(settings: Mapping[str, Any], key: str, field: str) -> bool:
     raise ConfigError(f"{field}.{key}", f"expected true or false, got {settings[key]!r}")
 
 
+def _default_on_setting(settings: Mapping[str, Any], key: str, field: str) -> bool:
+    """A boolean that is true unless set to false (unset or empty: true)."""
+    if settings.get(key) is None or not str(settings[key]).strip():
+        return True
+    return _bool_setting(settings, key, field)
+
+
 def parse_settings(
     settings: Mapping[str, Any], *, config: Config | None = None, field: str = "stow.config"
 ) -> S3Settings:
-    """``S3Settings`` from Flyte's stow ``s3`` keys (plus ``addressing_style``) and the config's
-    ``defaultHttpClient`` (pool size, keep-alive, timeout, headers)."""
+    """``S3Settings`` from Flyte's stow ``s3`` keys (plus ``addressing_style`` and
+    ``lean_requests``) and the config's ``defaultHttpClient`` (pool size, keep-alive, timeout,
+    headers)."""
     for key in settings:
         if key not in _KNOWN_KEYS:
             raise ConfigError(f"{field}.{key}", f"unknown key for the s3 backend; valid keys: {', '.join(_KNOWN_KEYS)}")
@@ -366,7 +392,7 @@ def parse_settings(
     kwargs: dict[str, Any] = {}
     if config is not None:
         http = http_settings(config)
-        kwargs.update(pool_size=http.pool_size, keepalive_timeout=http.keepalive, headers=http.headers)
+        kwargs.update(pool_size=http.pool_size, keepalive_timeout=http.keepalive, headers=http.headers, max_attempts=0)
         if http.timeout:
             kwargs.update(connect_timeout=http.timeout, read_timeout=http.timeout)
     return S3Settings(
@@ -378,6 +404,7 @@ def parse_settings(
         addressing_style=style,
         use_ssl=not disable_ssl,
         signature_version="s3" if _bool_setting(settings, "v2_signing", field) else "s3v4",
+        lean_requests=_default_on_setting(settings, "lean_requests", field),
         **kwargs,
     )
 
@@ -390,8 +417,8 @@ class _S3Api:
     """The aiobotocore calls the store makes, in one place.
 
     Methods return botocore's response dicts and raise botocore's exceptions; the store maps
-    them. A leaner request path (signed aiohttp requests for the hot operations) can replace
-    methods here without touching the store.
+    them. ``_LeanS3Api`` replaces the hot operations with a leaner request path without touching
+    the store.
     """
 
     __slots__ = ("checksums", "client", "conditional_copy", "signer")
@@ -483,6 +510,95 @@ class _S3Api:
     async def presign(self, method: str, params: Mapping[str, Any], expires_in: int) -> str:
         url = await self.signer.generate_presigned_url(method, Params=dict(params), ExpiresIn=expires_in)
         return str(url)
+
+
+_LEAN_PUT_PARAMS = frozenset({"Metadata", "ContentType", "IfNoneMatch"})
+
+
+def _plain_metadata(metadata: object) -> bool:
+    """Metadata the lean path sends as the full path would (botocore rejects non-ASCII)."""
+    if metadata is None:
+        return True
+    if not isinstance(metadata, dict):
+        return False
+    return all(
+        isinstance(name, str) and isinstance(value, str) and name.isascii() and value.isascii()
+        for name, value in metadata.items()
+    )
+
+
+class _LeanS3Api(_S3Api):
+    """``_S3Api`` with HEAD, GET, PUT and UploadPart sent by ``LeanS3`` (``_s3lean``): signed
+    requests built directly, through the same client's session, credentials and signer.
+
+    Each operation falls back to the aiobotocore call when the lean path declines before sending
+    (``UseFullPath``): a bucket that needs another signer or was redirected to another region,
+    parameters or metadata the lean path leaves to botocore's validation.
+    """
+
+    __slots__ = ("lean",)
+
+    def __init__(self, client: Any, signer: Any, headers: Mapping[str, str]) -> None:
+        super().__init__(client, signer)
+        self.lean = LeanS3(client, headers=headers, checksums=self.checksums)
+
+    async def head(self, bucket: str, key: str) -> _Resp:
+        try:
+            return await self.lean.head(bucket, key)
+        except UseFullPath:
+            pass
+        return await super().head(bucket, key)
+
+    async def get(self, bucket: str, key: str, byte_range: str | None = None) -> _Resp:
+        try:
+            return await self.lean.get(bucket, key, byte_range)
+        except UseFullPath:
+            pass
+        return await super().get(bucket, key, byte_range)
+
+    async def put(self, bucket: str, key: str, body: bytes, params: Mapping[str, Any]) -> _Resp:
+        content_type = params.get("ContentType")
+        if_none_match = params.get("IfNoneMatch")
+        if (
+            params.keys() <= _LEAN_PUT_PARAMS
+            and _plain_metadata(params.get("Metadata"))
+            and (content_type is None or isinstance(content_type, str))
+            and (if_none_match is None or isinstance(if_none_match, str))
+        ):
+            try:
+                return await self.lean.put(
+                    bucket,
+                    key,
+                    body,
+                    metadata=params.get("Metadata"),
+                    content_type=content_type,
+                    if_none_match=if_none_match,
+                )
+            except UseFullPath:
+                pass
+        return await super().put(bucket, key, body, params)
+
+    async def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: bytes) -> _Resp:
+        try:
+            resp = await self.lean.upload_part(bucket, key, upload_id, number, body)
+        except UseFullPath:
+            resp = None
+        if resp is None:
+            return await super().upload_part(bucket, key, upload_id, number, body)
+        part: _Resp = {"PartNumber": number, "ETag": resp["ETag"]}
+        if self.checksums and resp.get("ChecksumCRC32"):
+            part["ChecksumCRC32"] = resp["ChecksumCRC32"]
+        return part
+
+
+def _make_api(client: Any, signer: Any, settings: S3Settings) -> _S3Api:
+    """The lean API when the settings ask for it and the client allows it, else the full one."""
+    if settings.lean_requests:
+        reason = lean_unsupported(client)
+        if reason is None:
+            return _LeanS3Api(client, signer, settings.headers)
+        logger.info("S3 lean requests are off for this client: %s", reason)
+    return _S3Api(client, signer)
 
 
 @functools.lru_cache(maxsize=1)
@@ -769,7 +885,7 @@ class S3Store(BaseStore):
             signer = client
             if self.signing is not None:
                 signer = await stack.enter_async_context(self.signing.create_client(session))
-            self._api = _S3Api(client, signer)
+            self._api = _make_api(client, signer, self.settings)
             self._stack = stack
             if self.container and self.create_container:
                 await self._ensure_bucket(self._api, self.container)
