@@ -42,6 +42,7 @@ __all__ = [
     "RawStore",
     "SignedURLProperties",
     "SignedURLResponse",
+    "check_declared",
     "check_range",
     "enforce_limit",
     "iter_payload",
@@ -342,7 +343,9 @@ def payload_size(data: Payload) -> int | None:
     return None
 
 
-def _check_declared(data: Payload, size: int | None) -> int | None:
+def check_declared(data: Payload, size: int | None) -> int | None:
+    """The size of a write: the declared ``size`` (validated: a non-negative int, equal to the
+    payload's own length when that is known) or the payload's length; None when neither is known."""
     if size is not None:
         if isinstance(size, bool) or not isinstance(size, int):
             raise InvalidArgumentError(f"size must be an int or None, not {type(size).__name__}")
@@ -412,7 +415,7 @@ async def iter_payload(
     Raises ``SizeMismatchError`` as soon as the stream runs past ``size`` (before that chunk is
     yielded) or ends short of it, so a store that commits only after the last chunk writes nothing.
     """
-    declared = _check_declared(data, size)
+    declared = check_declared(data, size)
     seen = 0
     async for chunk in _raw_chunks(data, chunk_size):
         n = len(chunk) if not isinstance(chunk, memoryview) else chunk.nbytes
@@ -428,7 +431,7 @@ async def iter_payload(
 
 async def read_payload(data: Payload, size: int | None = None, limit: int | None = None) -> bytes:
     """The whole payload as bytes (for stores that must buffer), enforcing ``size`` and ``limit``."""
-    declared = _check_declared(data, size)
+    declared = check_declared(data, size)
     if isinstance(data, bytes):
         if limit is not None and len(data) > limit:
             raise InvalidArgumentError(f"payload of {len(data)} bytes exceeds the store's cap of {limit}")

@@ -158,6 +158,8 @@ def _errors(what: str, *, create: bool = False) -> contextlib.AbstractContextMan
     (``"read [gs://b/k]"``). With ``create``, a failed precondition means the object exists."""
 
     def mapper(exc: BaseException) -> StorageError | None:
+        if isinstance(exc, aiohttp.ClientResponseError) and _from_token_service(exc):
+            return _token_error(exc)  # gcloud-aio fetched a token inside the call
         if isinstance(exc, aiohttp.ClientResponseError):
             status = exc.status
             detail = f"HTTP {status}: {_detail(exc)}"
@@ -185,6 +187,25 @@ def _errors(what: str, *, create: bool = False) -> contextlib.AbstractContextMan
         return None
 
     return map_exceptions(mapper)
+
+
+def _from_token_service(exc: aiohttp.ClientResponseError) -> bool:
+    """Whether the failed request was an OAuth token exchange (``.../token``), not a storage call."""
+    info = exc.request_info
+    return info is not None and info.real_url.path.rstrip("/").endswith("/token")
+
+
+def _token_error(exc: BaseException) -> StorageError | None:
+    """An access token that could not be had: refused credentials are a permission error."""
+    if isinstance(exc, aiohttp.ClientResponseError):
+        if exc.status in (408, 429) or exc.status >= 500:
+            return TransientError(f"cannot get a GCS access token: the token service answered HTTP {exc.status}")
+        return PermissionDeniedError(
+            f"cannot get a GCS access token: the token service refused the credentials (HTTP {exc.status})"
+        )
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError, aiohttp.ClientError)):
+        return TransientError(f"cannot get a GCS access token: {type(exc).__name__}")
+    return None
 
 
 async def _raise_for_status(resp: aiohttp.ClientResponse) -> None:
@@ -519,7 +540,9 @@ class GCSStore(BaseStore):
             return {}
         if self._token is None:
             self._http()  # raises: not open
-        return {"Authorization": f"Bearer {await cast(Token, self._token).get()}"}
+        with map_exceptions(_token_error):
+            token = await cast(Token, self._token).get()
+        return {"Authorization": f"Bearer {token}"}
 
     async def _request(
         self,

@@ -32,6 +32,7 @@ import redis.asyncio as aioredis
 from redis import exceptions as rex
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.crc import key_slot
 
 from ..errors import (
@@ -196,7 +197,8 @@ class RedisStore(BaseStore):
     ``pool_size`` bounds the connections per server; operations beyond it wait for a free one.
     ``timeout`` (seconds, None for none) bounds connecting and each socket read or write.
     ``retry`` replaces redis-py's default retry policy (10 retries with jittered backoff on
-    connection errors and timeouts). ``client_options`` go to the redis-py client unchanged
+    connection errors and timeouts); ``from_config`` turns it off, as the DataStore's ``retries``
+    apply. ``client_options`` go to the redis-py client unchanged
     (``ssl=True`` and friends).
     """
 
@@ -596,6 +598,9 @@ def from_config(
         db=cfg.db,
         pool_size=http.pool_size,
         timeout=http.timeout,
+        # A store built from a config sits under the DataStore's ResilientStore, which retries per
+        # the config's ``retries`` section; redis-py's own retries would run inside each attempt.
+        retry=Retry(NoBackoff(), 0),
         field=section,
     )
 

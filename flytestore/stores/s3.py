@@ -93,6 +93,7 @@ from ..rawstore import (
     Payload,
     SignedURLProperties,
     SignedURLResponse,
+    check_declared,
     check_range,
     iter_payload,
 )
@@ -1034,6 +1035,8 @@ class S3Store(BaseStore):
         """
         bucket, key = self.locate(ref)
         options = options or DEFAULT_OPTIONS
+        if size is not None:
+            size = check_declared(data, size)  # a bad size is refused before anything is sent
         if size is None and isinstance(data, _BYTES_TYPES) and _nbytes(data) <= self.part_size:
             body = data if type(data) is bytes else bytes(data)
             return await self._put(ref, bucket, key, body, options)
