@@ -1350,3 +1350,46 @@ async def test_body_fault_parity(scripted: ScriptedS3, fault: str) -> None:
     lean_causes = [name for lean, name in outcomes if lean]
     assert lean_causes == [name for lean, name in outcomes if not lean]
     assert lean_causes == (["AioReadTimeoutError"] * 2 if fault == "stall" else ["ClientPayloadError"] * 2)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "retried"),
+    [
+        (503, "SlowDown", True),
+        (500, "InternalError", True),
+        (429, "TooManyRequests", True),
+        (403, "AccessDenied", False),
+        (404, "NoSuchKey", False),
+        (400, "InvalidArgument", False),
+    ],
+)
+async def test_a_store_built_from_a_config_retries_per_the_retries_section(
+    scripted: ScriptedS3, status: int, code: str, retried: bool
+) -> None:
+    """Throttling and 5xx are retried exactly ``retries.maxAttempts`` times in all (botocore's own
+    retries are off under a config), a 4xx never."""
+    from flytestore.stores import create_backend
+
+    config = Config(
+        type="s3",
+        container="bucket",
+        stow={
+            "kind": "s3",
+            "config": {
+                "endpoint": scripted.endpoint,
+                "access_key_id": "a",
+                "secret_key": "b",
+                "auth_type": "accesskey",
+            },
+        },
+        retries={"max_attempts": 3, "base_delay": "1ms", "max_delay": "2ms"},
+    )
+    scripted.status = 200  # the bucket exists
+    store = create_backend("s3", config.backend_config(), config=config, scope=None, container="bucket")
+    async with store:
+        scripted.status, scripted.code = status, code
+        for call in (lambda: store.read_bytes("s3://bucket/k"), lambda: store.write_raw("s3://bucket/k", b"x")):
+            scripted.requests = 0
+            with pytest.raises(StorageError):
+                await call()
+            assert scripted.requests == (3 if retried else 1)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import AsyncIterator, Coroutine
-from typing import Any
+from types import TracebackType
+from typing import Any, TypeVar
 
 from ..rawstore import (
     ByteStream,
@@ -25,6 +26,8 @@ from ..rawstore import (
 from ..reference import DataReference
 
 __all__ = ["Layer"]
+
+_L = TypeVar("_L", bound="Layer")
 
 
 _DELEGATED = (
@@ -52,6 +55,15 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.inner!r})"
+
+    async def __aenter__(self: _L) -> _L:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
 
     @property
     def base_container(self) -> DataReference:
