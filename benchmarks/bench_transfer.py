@@ -9,6 +9,9 @@ free 127.0.0.1 port and prints, then writes as JSON (``--json``):
    (``put_async`` of each file's path under an asyncio semaphore of the same width) and of s3fs
    (``put(..., recursive=True, batch_size=concurrency)``), all in one run against the same server,
    repetitions interleaved with the order rotating. Each repetition writes under a fresh prefix.
+   The client process's CPU time per object is printed too (process-wide, so obstore's Rust
+   threads and s3fs's I/O thread count): when moto is the bottleneck, wall times converge and the
+   CPU figure is what tells the clients apart.
    Bounds: flytestore no slower than obstore and at least 2x faster than s3fs.
 2. One ``--large-gib`` (2 GiB) object copied local -> S3 (a streamed read feeding a multipart
    write with parts in flight) and S3 -> local with ``DataStore.copy_raw``, each in a fresh child
@@ -143,18 +146,28 @@ def many_files(moto: MotoS3, root: Path, paths: list[Path], concurrency: int, re
     }
     names = list(runners)
     runs: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
     for rep in range(reps):
         order = names[rep % len(names) :] + names[: rep % len(names)]
         for name in order:
+            cpu_start = time.process_time()
             runs[name].append(runners[name]())
-            print(f"  rep {rep + 1} {name:10s} {runs[name][-1]:6.2f} s", flush=True)
+            cpu[name].append((time.process_time() - cpu_start) / len(paths) * 1000)
+            print(
+                f"  rep {rep + 1} {name:10s} {runs[name][-1]:6.2f} s, client CPU {cpu[name][-1]:.2f} ms/object",
+                flush=True,
+            )
     median = {name: statistics.median(v) for name, v in runs.items()}
+    cpu_median = {name: statistics.median(v) for name, v in cpu.items()}
     return {
         "seconds": {name: [round(x, 3) for x in v] for name, v in runs.items()},
         "median_seconds": median,
         "objects_per_s": {name: len(paths) / s for name, s in median.items()},
+        "client_cpu_ms_per_object": {name: [round(x, 3) for x in v] for name, v in cpu.items()},
+        "median_client_cpu_ms_per_object": cpu_median,
         "flytestore_vs_obstore": median["flytestore"] / median["obstore"],
         "s3fs_vs_flytestore": median["s3fs"] / median["flytestore"],
+        "s3fs_vs_flytestore_client_cpu": cpu_median["s3fs"] / cpu_median["flytestore"],
     }
 
 
@@ -266,7 +279,8 @@ def main() -> None:
             f"median: flytestore {m['median_seconds']['flytestore']:.2f} s, "
             f"obstore {m['median_seconds']['obstore']:.2f} s, s3fs {m['median_seconds']['s3fs']:.2f} s; "
             f"flytestore/obstore = {m['flytestore_vs_obstore']:.2f} "
-            f"(bound <= 1), s3fs/flytestore = {m['s3fs_vs_flytestore']:.2f} (bound >= 2)"
+            f"(bound <= 1), s3fs/flytestore = {m['s3fs_vs_flytestore']:.2f} (bound >= 2); client CPU per object: "
+            + ", ".join(f"{k} {v:.2f} ms" for k, v in m["median_client_cpu_ms_per_object"].items())
         )
         if args.large_gib > 0:
             size = int(args.large_gib * GiB)
