@@ -197,8 +197,8 @@ class RedisStore(BaseStore):
     ``pool_size`` bounds the connections per server; operations beyond it wait for a free one.
     ``timeout`` (seconds, None for none) bounds connecting and each socket read or write.
     ``retry`` replaces redis-py's default retry policy (10 retries with jittered backoff on
-    connection errors and timeouts); ``from_config`` turns it off, as the DataStore's ``retries``
-    apply. ``client_options`` go to the redis-py client unchanged
+    connection errors and timeouts); ``from_config`` keeps one immediate retry only, as the
+    DataStore's ``retries`` apply. ``client_options`` go to the redis-py client unchanged
     (``ssl=True`` and friends).
     """
 
@@ -599,8 +599,9 @@ def from_config(
         pool_size=http.pool_size,
         timeout=http.timeout,
         # A store built from a config sits under the DataStore's ResilientStore, which retries per
-        # the config's ``retries`` section; redis-py's own retries would run inside each attempt.
-        retry=Retry(NoBackoff(), 0),
+        # the config's ``retries`` section; redis-py keeps one immediate retry, which moves a command
+        # off a pooled connection found dead (as HTTP clients resend on a stale keep-alive one).
+        retry=Retry(NoBackoff(), 1),
         field=section,
     )
 
