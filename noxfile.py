@@ -37,7 +37,16 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Core benchmarks (cache, layer overhead, local streaming)."""
-    session.install("-e", ".[all,test]")
-    session.run("python", "benchmarks/bench_core.py", *session.posargs)
-    session.run("python", "benchmarks/bench_local.py", *session.posargs)
+    """The benchmark suite, flytestore beside its peers on local servers (results in
+    ``benchmarks/results/``), then the core and local-disk benchmarks (about 30 s).
+
+    Arguments go to ``benchmarks/suite.py``: ``nox -s bench -- --quick`` for a small run,
+    ``-- --backends s3,local --scenarios 1,4`` for a subset.
+    """
+    session.install("-e", ".[all,test,bench]")
+    session.run("python", "benchmarks/suite.py", *session.posargs)
+    session.run("python", "benchmarks/bench_core.py")
+    if "--quick" in session.posargs:
+        session.run("python", "benchmarks/bench_local.py", "--size-mib", "64", "--big-gib", "0.25", "--reps", "3")
+    else:
+        session.run("python", "benchmarks/bench_local.py")

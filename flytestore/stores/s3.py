@@ -11,9 +11,10 @@ Behaviour worth knowing:
 - A write of known size up to ``part_size`` (8 MiB) is one ``PutObject``. Anything larger, or a
   stream that turns out larger, becomes a multipart upload of ``part_size`` parts with at most
   ``max_parts_in_flight`` parts uploading at once, so a write holds about
-  ``(max_parts_in_flight + 1) * part_size`` bytes whatever the object size (40 MiB by default;
-  up to twice the in-flight share on Python 3.11, whose socket transports copy what a send leaves
-  over: 73 MiB measured by ``benchmarks/bench_s3.py``). The upload is aborted on any failure or
+  ``(max_parts_in_flight + 1) * part_size`` bytes whatever the object size (32 MiB by default:
+  3 parts in flight; up to twice the in-flight share on Python 3.11, whose socket transports copy
+  what a send leaves over). A 2 GiB local->S3 copy peaked at 79 MiB above baseline with 3 parts in
+  flight, 95-118 MiB with 4 (``benchmarks/bench_transfer.py``). The upload is aborted on any failure or
   cancellation (the abort is shielded from cancellation, and ``aclose`` waits for it), and
   completed only after the whole stream was read and its declared size checked.
 - ``if_not_exists`` sends ``If-None-Match: *`` on ``PutObject`` and ``CompleteMultipartUpload``,
@@ -119,7 +120,7 @@ MAX_PARTS = 10_000
 #: Without a declared size the part size doubles every this many parts, so a stream of unknown
 #: length can reach ~8 TiB within S3's 10,000 parts while small uploads keep small parts.
 _PARTS_PER_SIZE_STEP = 1000
-DEFAULT_PARTS_IN_FLIGHT = 4
+DEFAULT_PARTS_IN_FLIGHT = 3
 #: CopyObject's limit; larger copies go part by part (UploadPartCopy).
 COPY_OBJECT_MAX = 5 * GiB
 DEFAULT_COPY_PART_SIZE = 512 * MiB
