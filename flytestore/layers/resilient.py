@@ -53,8 +53,8 @@ _REPLAYABLE = (bytes, bytearray, memoryview)
 class Budget:
     """A count of operations in flight, shared by the backends of one store stack.
 
-    ``capacity`` 0 means unbounded. Slots are granted in arrival order; the stores take and give
-    back slots inline (``free``/``waiters``) and call ``wait``/``release`` only off the fast path.
+    ``capacity`` 0 means unbounded. Slots are granted in arrival order: ``take`` when one is free
+    (no coroutine), else ``wait``; ``release`` hands it to the next waiter or frees it.
     """
 
     __slots__ = ("capacity", "free", "waiters")
@@ -75,10 +75,15 @@ class Budget:
         """Operations holding a slot now."""
         return self.capacity - self.free if self.capacity else 0
 
-    async def acquire(self) -> None:
+    def take(self) -> bool:
+        """Take a slot if one is free and nobody is queued (the fast path, no coroutine)."""
         if self.free > 0 and not self.waiters:
             self.free -= 1
-        else:
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        if not self.take():
             await self.wait()
 
     async def wait(self) -> None:
@@ -135,9 +140,7 @@ class ResilientStore(Layer):
     # -- operations --------------------------------------------------------------------------
     async def head(self, ref: str) -> Metadata:
         budget = self.budget
-        if budget.free > 0 and not budget.waiters:  # the common case, inline
-            budget.free -= 1
-        else:
+        if not budget.take():
             await budget.wait()
         try:
             try:
@@ -151,9 +154,7 @@ class ResilientStore(Layer):
         self, ref: str, offset: int = 0, length: int | None = None, max_size: int | None = None
     ) -> bytes:
         budget = self.budget
-        if budget.free > 0 and not budget.waiters:
-            budget.free -= 1
-        else:
+        if not budget.take():
             await budget.wait()
         try:
             try:
@@ -169,9 +170,7 @@ class ResilientStore(Layer):
         self, ref: str, data: Payload, size: int | None = None, options: Options | None = None
     ) -> Metadata:
         budget = self.budget
-        if budget.free > 0 and not budget.waiters:
-            budget.free -= 1
-        else:
+        if not budget.take():
             await budget.wait()
         try:
             try:
@@ -185,9 +184,7 @@ class ResilientStore(Layer):
 
     async def read_raw(self, ref: str, offset: int = 0, length: int | None = None) -> ByteStream:
         budget = self.budget
-        if budget.free > 0 and not budget.waiters:
-            budget.free -= 1
-        else:
+        if not budget.take():
             await budget.wait()
         try:
             try:
@@ -255,9 +252,7 @@ class ResilientStore(Layer):
 
     async def _guarded_next(self, entries: AsyncIterator[ListEntry]) -> ListEntry | None:
         budget = self.budget
-        if budget.free > 0 and not budget.waiters:
-            budget.free -= 1
-        else:
+        if not budget.take():
             await budget.wait()
         try:
             return await entries.__anext__()
