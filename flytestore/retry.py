@@ -18,7 +18,7 @@ from .errors import TransientError
 if TYPE_CHECKING:
     from .config import RetriesConfig
 
-__all__ = ["DEFAULT_RETRIES", "NO_RETRY", "RetryPolicy", "retrying"]
+__all__ = ["DEFAULT_RETRIES", "NO_RETRY", "Retries", "RetryPolicy", "retrying"]
 
 T = TypeVar("T")
 
@@ -63,13 +63,32 @@ class RetryPolicy:
             return None
         return asyncio.get_running_loop().time() + self.total_timeout
 
-    async def backoff(self, retry: int, deadline: float | None) -> bool:
-        """Sleep before retry number ``retry``; False (without sleeping) when the attempts or the
-        time budget are spent, so the caller re-raises the last error."""
-        if retry >= self.attempts:
+    def start(self, deadline: float | None = None) -> Retries:
+        """The retries of one operation: ``await retries.wait()`` before each one."""
+        return Retries(self, deadline)
+
+
+class Retries:
+    """The retries of one operation under a policy. ``wait()`` counts the next retry and sleeps its
+    backoff; it returns False, without sleeping, once the attempts or the time budget (from the
+    ``deadline`` given, else from the first failure) are spent, so the caller re-raises."""
+
+    __slots__ = ("count", "deadline", "policy")
+
+    def __init__(self, policy: RetryPolicy, deadline: float | None = None) -> None:
+        self.policy = policy
+        self.deadline = deadline
+        self.count = 0
+
+    async def wait(self) -> bool:
+        self.count += 1
+        policy = self.policy
+        if self.count >= policy.attempts:
             return False
-        delay = self.delay(retry)
-        if deadline is not None and asyncio.get_running_loop().time() + delay > deadline:
+        if self.count == 1 and self.deadline is None:
+            self.deadline = policy.deadline()
+        delay = policy.delay(self.count)
+        if self.deadline is not None and asyncio.get_running_loop().time() + delay > self.deadline:
             return False
         await asyncio.sleep(delay)
         return True
@@ -93,15 +112,11 @@ async def retrying(
     the first failure. ``after`` is the error of a first attempt the caller already made: the
     loop then starts with the first retry's backoff.
     """
-    retry = 0
+    retries = policy.start(deadline)
     error = after
     while True:
-        if error is not None:
-            retry += 1
-            if retry == 1 and deadline is None:
-                deadline = policy.deadline()
-            if not await policy.backoff(retry, deadline):
-                raise error
+        if error is not None and not await retries.wait():
+            raise error
         try:
             return await call()
         except TransientError as err:

@@ -225,8 +225,7 @@ class ResilientStore(Layer):
 
     async def list(self, ref: str, *, page_size: int = 1000) -> AsyncIterator[ListEntry]:
         last: str | None = None  # the key of the last entry yielded: a retry resumes after it
-        retry = 0
-        deadline: float | None = None
+        retries = self.retries.start()
         while True:
             entries = self.inner.list(ref, page_size=page_size)
             try:
@@ -240,10 +239,7 @@ class ResilientStore(Layer):
                     last = key
                     yield entry
             except TransientError:
-                retry += 1
-                if retry == 1:
-                    deadline = self.retries.deadline()
-                if not await self.retries.backoff(retry, deadline):
+                if not await retries.wait():
                     raise
             finally:
                 aclose = getattr(entries, "aclose", None)
@@ -283,8 +279,7 @@ class _Resumed(ByteStream):
         self, store: ResilientStore, ref: str, offset: int, length: int | None, meta: Metadata
     ) -> AsyncIterator[bytes]:
         done = 0  # bytes delivered so far
-        retry = 0
-        deadline: float | None = None
+        retries = store.retries.start()
         while True:
             try:
                 async for chunk in self._current:
@@ -296,10 +291,7 @@ class _Resumed(ByteStream):
             await self._current.aclose()  # release the broken connection before opening another
             # Resume: a range read of what is left, pinned to the same etag.
             while True:
-                retry += 1
-                if retry == 1:
-                    deadline = store.retries.deadline()
-                if not await store.retries.backoff(retry, deadline):
+                if not await retries.wait():
                     raise cause
                 remaining = None if length is None else length - done
                 if remaining == 0 or (self.size is not None and done >= self.size):
