@@ -54,7 +54,7 @@ class RoutingStore:
         self.primary = primary
         #: Cross-backend copies from stores with ``parallel_range_reads`` split objects this large
         #: into parallel ranged reads (0: never).
-        self.split_threshold = split_threshold
+        self.split_threshold = split_threshold or SPLIT_NEVER
         self.factory = factory
         self._live: dict[str, RawStore] = {}
         #: "<scheme>://" of the primary: the one check the commonest references need.
@@ -223,7 +223,7 @@ class RoutingStore:
             dst_store = await self.backend_for(dst)
             if src_store is dst_store:
                 return await src_store.copy_raw(src, dst, options=options)
-            split = self.split_threshold if getattr(src_store, "parallel_range_reads", False) else 0
-            return await stream_copy(src_store, src, dst_store, dst, options, split_threshold=split or SPLIT_NEVER)
+            split = self.split_threshold if getattr(src_store, "parallel_range_reads", False) else SPLIT_NEVER
+            return await stream_copy(src_store, src, dst_store, dst, options, split_threshold=split)
         finally:
             self.release()
