@@ -15,8 +15,9 @@ Every store writes through here (see ``docs/architecture.md#the-write-pipeline``
   was committed whole, or nothing was. S3 multipart, Azure block staging and GCS resumable
   uploads (one part in flight, as that protocol requires) are its users.
 - ``PartSizes`` says how large each part is: fixed when the total is declared (grown just enough
-  to fit the service's part limit), else growing every ``max_parts // 10`` parts, so that a stream
-  of unknown length is never refused at S3's 10,000 parts or Azure's 50,000 blocks.
+  to fit the service's part limit), else doubling at even steps up to the largest part the
+  service takes, so that a stream of unknown length is not refused at S3's 10,000 parts or
+  Azure's 50,000 blocks before it reaches half the service's largest object.
 - ``collect`` is ``gather`` into one ``bytes`` (memory and Redis, which store whole values).
 """
 
@@ -108,8 +109,9 @@ class PartSizes:
 
     ``base`` is the configured part size. With ``max_parts`` (the service's limit), a declared
     ``total`` fixes the size at the smallest multiple of 1 MiB, not below ``base``, that fits the
-    limit; an unknown total starts at ``base`` and doubles every ``max_parts // 10`` parts, up to
-    ``max_part_size``. Without ``max_parts`` every part is ``base``.
+    limit; an unknown total starts at ``base`` and doubles at even steps until it reaches
+    ``max_part_size`` by half the part limit (every ``max_parts // 10`` parts without a
+    maximum). Without ``max_parts`` every part is ``base``.
     """
 
     base: int
@@ -121,6 +123,14 @@ class PartSizes:
         if self.base < 1:
             raise InvalidArgumentError(f"part_size must be positive, got {self.base}")
 
+    def _step(self, base: int, limit: int) -> int:
+        """Parts between doublings: reach ``max_part_size`` by half the part limit, so the parts
+        of a stream of unknown length can hold at least half the service's largest object."""
+        if self.max_part_size is None or self.max_part_size <= base:
+            return max(1, limit // _GROWTH_STEPS)
+        doublings = math.ceil(math.log2(self.max_part_size / base))
+        return max(1, limit // 2 // doublings)
+
     def of(self, index: int) -> int:
         """The size of part ``index`` (0-based)."""
         base, limit = self.base, self.max_parts
@@ -130,7 +140,7 @@ class PartSizes:
             needed = math.ceil(self.total / limit)
             size = max(base, math.ceil(needed / MiB) * MiB)
         else:
-            size = base << (index // max(1, limit // _GROWTH_STEPS))
+            size = base << (index // self._step(base, limit))
         return size if self.max_part_size is None else min(size, self.max_part_size)
 
 

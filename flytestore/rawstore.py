@@ -27,6 +27,7 @@ from .errors import (
     SizeMismatchError,
     UnsupportedError,
 )
+from .parts import collect
 from .reference import DataReference, escape_key, split_reference
 
 __all__ = [
@@ -430,24 +431,16 @@ async def iter_payload(
 
 
 async def read_payload(data: Payload, size: int | None = None, limit: int | None = None) -> bytes:
-    """The whole payload as bytes (for stores that must buffer), enforcing ``size`` and ``limit``."""
+    """The whole payload as one ``bytes`` (for stores that keep whole values), enforcing the
+    declared ``size`` and refusing (``InvalidArgumentError``) more than ``limit`` bytes, whatever
+    the payload's type. Streams go through the one gatherer (``parts.collect``), so a producer
+    that refills one buffer stores what it yielded."""
     declared = check_declared(data, size)
-    if isinstance(data, bytes):
-        if limit is not None and len(data) > limit:
-            raise InvalidArgumentError(f"payload of {len(data)} bytes exceeds the store's cap of {limit}")
-        return data
-    if isinstance(data, (bytearray, memoryview)):
-        return bytes(data)
     if limit is not None and declared is not None and declared > limit:
-        raise InvalidArgumentError(f"declared size {declared} exceeds the store's cap of {limit} bytes")
-    parts: list[BytesLike] = []
-    total = 0
-    async for chunk in iter_payload(data, declared):
-        total += len(chunk)
-        if limit is not None and total > limit:
-            raise InvalidArgumentError(f"stream exceeds the store's cap of {limit} bytes")
-        parts.append(chunk)
-    return b"".join(parts)
+        raise InvalidArgumentError(f"the payload of {declared} bytes exceeds the store's cap of {limit} bytes")
+    if isinstance(data, _BYTES_TYPES):
+        return data if type(data) is bytes else bytes(data)
+    return await collect(iter_payload(data, declared), limit, "the stream")
 
 
 def check_range(offset: int, length: int | None) -> None:

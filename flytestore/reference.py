@@ -75,7 +75,9 @@ def construct_reference(base: str, *keys: str) -> DataReference:
             raise InvalidReferenceError(
                 f"Reference is of an invalid format [{base}]: a key must be a str, not {type(key).__name__}"
             )
-    rel_text = _SEPARATOR.join([key.strip(_SEPARATOR) for key in keys])
+    # Plain str from here on: a DataReference's split() is not str.split().
+    base = str(base)
+    rel_text = _SEPARATOR.join([str(key).strip(_SEPARATOR) for key in keys])
     base_text = base if base.endswith(_SEPARATOR) else base + _SEPARATOR
     try:
         base_url = _parse_base(base_text)

@@ -52,6 +52,7 @@ from ..errors import (
     TransientError,
     map_exceptions,
 )
+from ..parts import Part, gather
 from ..rawstore import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_OPTIONS,
@@ -484,26 +485,22 @@ class LocalStore(BaseStore):
         try:
             if exclusive and not isinstance(data, (bytes, bytearray, memoryview)):
                 tmp = await self._prepare_async(target, exclusive)
-            pending: list[BytesLike] = []
-            pending_size = 0
             # Closed on the way out, so an abandoned producer is finalized now, not at GC.
             payload = cast("AsyncGenerator[BytesLike, None]", iter_payload(data, size, self.chunk_size))
-            async with contextlib.aclosing(payload) as chunks:
-                async for chunk in chunks:
-                    pending.append(chunk)
-                    pending_size += chunk.nbytes if isinstance(chunk, memoryview) else len(chunk)
-                    if pending_size < self.chunk_size:
-                        # Held across the next chunk: copy what the producer may reuse and refill.
-                        if not _immutable(chunk):
-                            pending[-1] = bytes(chunk)
-                        continue
+            parts = cast("AsyncGenerator[Part, None]", gather(payload, self.chunk_size))
+            pending: list[BytesLike] = []
+            async with contextlib.aclosing(parts):
+                async for part in parts:
+                    if part.last:
+                        # Immutable or copied by the gatherer: safe to keep for the commit.
+                        pending = part.pieces
+                        break
                     if tmp is None:
                         tmp = await self._prepare_async(target, exclusive)
                     if writer is None:
                         writer = AsyncBufferedIOBase(tmp.file, loop=None, executor=None)
-                    batch, pending, pending_size = pending, [], 0
                     with _os_errors(what):
-                        await writer.writelines(batch)
+                        await writer.writelines(part.pieces)
             if tmp is None:
                 # The whole payload fit in one batch: create, write and commit in one hop.
                 with _os_errors(what):
@@ -682,10 +679,6 @@ def _open_object(target: _Target, what: str) -> tuple[int, os.stat_result]:
         os.close(fd)
         raise
     return fd, st
-
-
-def _immutable(chunk: BytesLike) -> bool:
-    return isinstance(chunk, bytes) or (isinstance(chunk, memoryview) and chunk.readonly)
 
 
 def _close_body(result: tuple[Metadata, bytes | io.BufferedReader, int]) -> None:

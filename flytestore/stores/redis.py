@@ -381,16 +381,10 @@ class RedisStore(BaseStore):
         client, slots = self._open()
         opts = options or DEFAULT_OPTIONS
         cap = self.max_value_size
-        if isinstance(size, int) and size > cap:
-            raise InvalidArgumentError(
-                f"cannot write [{_safe(ref)}]: declared size {size} exceeds the redis string value cap of {cap} bytes"
-            )
         try:
             body = await read_payload(data, size, limit=cap)
         except InvalidArgumentError as err:  # also SizeMismatchError: say which write failed
             raise type(err)(f"cannot write [{_safe(ref)}]: {err}") from err
-        if len(body) > cap:  # bytearray and memoryview payloads are not checked by read_payload
-            raise InvalidArgumentError(f"cannot write [{_safe(ref)}]: {len(body)} bytes exceed the cap of {cap}")
         async with slots:
             try:
                 if opts.if_not_exists:
