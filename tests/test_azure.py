@@ -155,9 +155,10 @@ def test_account_and_key_address_the_public_endpoint() -> None:
     assert china.account_url == "https://acct.blob.core.chinacloudapi.cn"
     emulator = _build({"account": "devstoreaccount1", "key": key, "endpoint": "http://127.0.0.1:1/devstoreaccount1/"})
     assert emulator.account_url == "http://127.0.0.1:1/devstoreaccount1"
-    # Go's default stow.config (region: us-east-1) is accepted and ignored; Flyte's upload_concurrency is used.
+    # Go's default stow.config (region: us-east-1) is accepted and ignored; Flyte's upload_concurrency
+    # sets the blocks in flight.
     assert (
-        _build({"account": "a", "key": key, "region": "us-east-1", "upload_concurrency": "7"}).upload_concurrency == 7
+        _build({"account": "a", "key": key, "region": "us-east-1", "upload_concurrency": "7"}).max_parts_in_flight == 7
     )
 
 
@@ -402,7 +403,7 @@ async def test_small_writes_are_one_put_blob(azurite: AzuriteServer) -> None:
 async def test_unknown_length_write_is_staged_in_bounded_blocks(azurite: AzuriteServer) -> None:
     requests = Requests()
     async with azure_store(
-        azurite, block_size=256 * KiB, upload_concurrency=2, client_options=requests.options()
+        azurite, part_size=256 * KiB, max_parts_in_flight=2, client_options=requests.options()
     ) as store:
         ref = f"abfs://{store.container}/blocks"
         total = 5 * 256 * KiB + 17
@@ -419,7 +420,7 @@ async def test_unknown_length_write_is_staged_in_bounded_blocks(azurite: Azurite
 
 
 async def test_large_known_size_write_is_staged(azurite: AzuriteServer) -> None:
-    async with azure_store(azurite, block_size=MiB) as store:
+    async with azure_store(azurite, part_size=MiB) as store:
         ref = f"abfs://{store.container}/known"
         data = os.urandom(3 * MiB + 5)
         assert (await store.write_raw(ref, data, size=len(data))).size == len(data)
@@ -429,6 +430,41 @@ async def test_large_known_size_write_is_staged(azurite: AzuriteServer) -> None:
         with pytest.raises(SizeMismatchError):
             await store.write_raw(ref, _chunks(3 * MiB, MiB), size=3 * MiB + 1)
         assert await _read(store, ref) == data
+
+
+@pytest.mark.parametrize("total", [300 * KiB, MiB + 7, 3 * MiB + 5], ids=["put-blob", "one-block", "blocks"])
+@pytest.mark.parametrize("view", [False, True], ids=["bytearray", "memoryview"])
+async def test_a_producer_refilling_one_buffer_stores_what_it_yielded(
+    azurite: AzuriteServer, total: int, view: bool
+) -> None:
+    piece = 100 * KiB + 3  # chunks straddle block boundaries
+
+    async def refilling() -> AsyncIterator[bytearray | memoryview]:
+        buffer = bytearray(piece)
+        sent = 0
+        while sent < total:
+            n = min(piece, total - sent)
+            buffer[:n] = bytes([sent // piece % 251]) * n
+            yield memoryview(buffer)[:n] if view else (buffer if n == piece else buffer[:n])
+            sent += n
+
+    async with azure_store(azurite, part_size=MiB + 512 * KiB, max_parts_in_flight=2) as store:
+        ref = f"abfs://{store.container}/refilled"
+        assert (await store.write_raw(ref, refilling())).size == total
+        assert await _read(store, ref) == _expected(total, piece)
+        assert (await store.write_raw(ref, refilling(), size=total)).size == total
+        assert await _read(store, ref) == _expected(total, piece)
+
+
+def test_part_size_and_parts_in_flight_are_checked_and_have_their_former_names() -> None:
+    base = {"account_url": "http://127.0.0.1:1/acct"}
+    store = AzureStore(**base, part_size=3 * MiB, max_parts_in_flight=5)
+    assert (store.part_size, store.max_parts_in_flight) == (3 * MiB, 5)
+    store = AzureStore(**base, block_size=2 * MiB, upload_concurrency=3)  # deprecated names
+    assert (store.part_size, store.max_parts_in_flight) == (2 * MiB, 3)
+    for bad in ({"part_size": 0}, {"part_size": 4001 * MiB}, {"max_parts_in_flight": 0}, {"chunk_size": 0}):
+        with pytest.raises(InvalidArgumentError):
+            AzureStore(**base, **bad)
 
 
 async def _uncommitted_names(store: AzureStore) -> list[str]:
@@ -450,7 +486,7 @@ async def test_failed_block_upload_commits_nothing(azurite: AzuriteServer) -> No
                 two_staged[0].set()
 
     options = {"raw_request_hook": requests.on_request, "raw_response_hook": on_response}
-    async with azure_store(azurite, block_size=256 * KiB, client_options=options) as store:
+    async with azure_store(azurite, part_size=256 * KiB, client_options=options) as store:
         kept, fresh = f"abfs://{store.container}/kept", f"abfs://{store.container}/fresh"
         await store.write_raw(kept, b"precious")
 
@@ -476,7 +512,7 @@ async def test_failed_block_upload_commits_nothing(azurite: AzuriteServer) -> No
 
 
 async def test_cancelled_block_upload_commits_nothing_and_stops_staging(azurite: AzuriteServer) -> None:
-    async with azure_store(azurite, block_size=256 * KiB, upload_concurrency=2) as store:
+    async with azure_store(azurite, part_size=256 * KiB, max_parts_in_flight=2) as store:
         ref = f"abfs://{store.container}/cancelled"
         staged = asyncio.Event()
 
@@ -492,13 +528,13 @@ async def test_cancelled_block_upload_commits_nothing_and_stops_staging(azurite:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert not [t for t in asyncio.all_tasks() if "stage_block" in repr(t.get_coro())]
+        assert not [t for t in asyncio.all_tasks() if "put_part" in repr(t.get_coro())]
         assert not (await store.head(ref)).exists
         assert [e async for e in store.list(f"abfs://{store.container}")] == []
 
 
 async def test_create_only_block_commit(azurite: AzuriteServer) -> None:
-    async with azure_store(azurite, block_size=128 * KiB) as store:
+    async with azure_store(azurite, part_size=128 * KiB) as store:
         ref = f"abfs://{store.container}/once"
         create = Options(if_not_exists=True)
         await store.write_raw(ref, _chunks(300 * KiB, 64 * KiB), options=create)

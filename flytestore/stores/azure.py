@@ -16,10 +16,17 @@ written would not be the one named.
 
 Reads stream in ranged GETs of ``chunk_size`` (4 MiB), one fetched ahead, so memory stays bounded
 whatever the blob size; later GETs are pinned to the first one's etag, so a blob replaced mid-read
-fails with ``PreconditionFailedError`` instead of mixing two versions. Writes of up to 1 MiB, of
-known or unknown length, are a single Put Blob; longer ones are staged as blocks (``block_size``,
-8 MiB, ``upload_concurrency`` in flight) and committed by one Put Block List, so a reader sees the
-old blob or the whole new one. A write that fails or is cancelled commits nothing: the blocks it
+fails with ``PreconditionFailedError`` instead of mixing two versions.
+
+Writes go through the one write pipeline (``flytestore.parts.write_multipart``): the stream is cut
+into blocks of ``part_size`` (8 MiB; grown for a declared size past 50,000 blocks, and every 5,000
+blocks of a stream of unknown length, up to Azure's 4000 MiB per block), at most
+``max_parts_in_flight`` staged at once (so a write holds about ``(max_parts_in_flight + 1) *
+part_size``), then committed by one Put Block List, so a reader sees the old blob or the whole new
+one. What a producer yields is copied before it may refill its buffer. A stream that fits one block
+is a single Put Blob when it holds at most 1 MiB, of known or unknown length (larger bytes bodies
+would go out as plain bytes, see ``_SINGLE_PUT_LIMIT``), else one staged block and its commit. A
+write that fails, is cancelled or does not match its declared size commits nothing: the blocks it
 staged stay uncommitted, invisible to reads and listings, and the service discards them when the
 next write of that name commits or after seven days (Azure offers no call to drop them sooner;
 Rust ``object_store`` makes the same choice). Block ids carry a random per-write prefix, so
@@ -81,10 +88,10 @@ from ..errors import (
     UnsupportedError,
     map_exceptions,
 )
+from ..parts import PartSizes, write_multipart
 from ..rawstore import (
     DEFAULT_OPTIONS,
     BaseStore,
-    BytesLike,
     ByteStream,
     Cursor,
     ListEntry,
@@ -93,10 +100,12 @@ from ..rawstore import (
     Payload,
     SignedURLProperties,
     SignedURLResponse,
+    check_declared,
     check_range,
     iter_payload,
 )
 from ..reference import DataReference, escape_key, split_reference
+from ..units import MiB
 from ._http import HttpSettings, http_settings
 
 if TYPE_CHECKING:
@@ -104,16 +113,20 @@ if TYPE_CHECKING:
 
     from ..config import Config
 
-__all__ = ["AZURE_BLOCK_SIZE", "AZURE_CHUNK_SIZE", "AzureStore", "from_config"]
+__all__ = ["AZURE_BLOCK_SIZE", "AZURE_CHUNK_SIZE", "AZURE_PART_SIZE", "AzureStore", "from_config"]
 
-MiB = 1024 * 1024
 #: Bytes per ranged GET of a streamed read, and so the most a read buffers per chunk (plus one
 #: chunk fetched ahead). Larger GETs stream faster (against Azurite 8 MiB ones were about twice as
 #: fast), but each GET is buffered whole by the SDK, so a 6 MiB object would no longer stream.
 AZURE_CHUNK_SIZE = 4 * MiB
-#: Bytes per staged block of a write longer than ``_SINGLE_PUT_LIMIT``; a write holds at most
-#: ``upload_concurrency`` blocks in flight plus the one being filled.
-AZURE_BLOCK_SIZE = 8 * MiB
+#: Bytes per staged block of a write (``part_size``); a write holds at most
+#: ``max_parts_in_flight`` blocks in flight plus the one being filled.
+AZURE_PART_SIZE = 8 * MiB
+#: The former name of ``AZURE_PART_SIZE``.
+AZURE_BLOCK_SIZE = AZURE_PART_SIZE
+#: Azure's limits on one block blob: committed blocks, and bytes per block.
+MAX_BLOCKS = 50_000
+MAX_BLOCK_SIZE = 4000 * MiB
 #: Largest body sent as plain bytes, so the largest single Put Blob: aiohttp warns (ResourceWarning)
 #: about larger bytes bodies, and the SDK turns any single-put body into bytes. Longer writes are
 #: staged as blocks, whose bodies go out as ``BytesIO`` (streamed by aiohttp without the warning).
@@ -125,7 +138,7 @@ _CONNECT_TIMEOUT = 20.0
 _READ_TIMEOUT = 60.0
 _READ_BLOCK = 256 * 1024
 #: Blocks staged concurrently by one write (Flyte's ``upload_concurrency``).
-DEFAULT_UPLOAD_CONCURRENCY = 4
+DEFAULT_PARTS_IN_FLIGHT = 4
 _DEFAULT_DOMAIN_SUFFIX = "core.windows.net"
 #: What the service stores when a write names no content type.
 _DEFAULT_CONTENT_TYPE = "application/octet-stream"
@@ -267,15 +280,6 @@ async def _empty() -> AsyncIterator[bytes]:
     yield  # pragma: no cover - makes this an async generator
 
 
-async def _settle(tasks: set[asyncio.Task[Any]]) -> None:
-    """Cancel and wait for every task (a failed or cancelled upload leaves nothing running)."""
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        await asyncio.gather(*tasks, return_exceptions=True)
-    tasks.clear()
-
-
 def _valid_account_key(key: str) -> bool:
     try:
         return bool(base64.b64decode(key, validate=True))
@@ -290,6 +294,33 @@ def _environment_matters() -> bool:
     if urllib.request.getproxies():
         return True
     return os.path.exists(os.environ.get("NETRC") or os.path.join(os.path.expanduser("~"), ".netrc"))
+
+
+class _BlockUpload:
+    """One block upload (the pipeline's ``Upload``): a part is a staged block, completion one Put
+    Block List. Block ids are a random per-write prefix and the part number, all of one length."""
+
+    __slots__ = ("_blob", "_commit", "_opts", "_prefix")
+
+    def __init__(self, blob: BlobClient, commit: Mapping[str, Any], opts: Options) -> None:
+        self._blob = blob
+        self._commit = commit
+        self._opts = opts
+        self._prefix = secrets.token_hex(_BLOCK_PREFIX_BYTES)
+
+    async def put_part(self, number: int, data: bytes, last: bool) -> tuple[str, int]:
+        block_id = f"{self._prefix}{number:08d}"
+        # As a stream: aiohttp warns about bytes bodies over 1 MiB.
+        await self._blob.stage_block(block_id, io.BytesIO(data), length=len(data))
+        return block_id, len(data)
+
+    async def complete(self, parts: list[tuple[str, int]]) -> Metadata:
+        result = await self._blob.commit_block_list([BlobBlock(block_id) for block_id, _ in parts], **self._commit)
+        return _written(result, sum(size for _, size in parts), self._opts)
+
+    async def abort(self) -> None:
+        """Nothing to send: Azure has no call to drop staged blocks. They stay uncommitted,
+        invisible, until the name's next commit or for seven days (see the module doc)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,32 +342,41 @@ class AzureStore(BaseStore):
         multicontainer: bool = True,
         http: HttpSettings | None = None,
         chunk_size: int = AZURE_CHUNK_SIZE,
-        block_size: int = AZURE_BLOCK_SIZE,
-        upload_concurrency: int = DEFAULT_UPLOAD_CONCURRENCY,
+        part_size: int = AZURE_PART_SIZE,
+        max_parts_in_flight: int = DEFAULT_PARTS_IN_FLIGHT,
         default_credential: bool = False,
         client_options: Mapping[str, Any] | None = None,
+        block_size: int | None = None,
+        upload_concurrency: int | None = None,
     ) -> None:
         """``account_url`` with a ``credential`` (account key dict, SAS string, token credential,
         or None for anonymous access), or a ``connection_string``; ``default_credential`` builds
         ``azure.identity.aio.DefaultAzureCredential`` on ``open()`` and closes it on ``aclose()``.
         ``client_options`` go to ``BlobServiceClient`` as keyword arguments (e.g. ``retry_total``).
+        ``part_size`` is the size of a staged block, ``max_parts_in_flight`` how many one write
+        stages at once; ``block_size`` and ``upload_concurrency`` are their deprecated former names
+        (taken over them when given).
         """
         super().__init__(container=container, multicontainer=multicontainer)
         if (account_url is None) == (connection_string is None):
             raise InvalidArgumentError("give exactly one of account_url and connection_string")
-        for name, value in (("chunk_size", chunk_size), ("block_size", block_size)):
+        if block_size is not None:
+            part_size = block_size
+        if upload_concurrency is not None:
+            max_parts_in_flight = upload_concurrency
+        for name, value in (("chunk_size", chunk_size), ("max_parts_in_flight", max_parts_in_flight)):
             if value < 1:
                 raise InvalidArgumentError(f"{name} must be positive, got {value}")
-        if upload_concurrency < 1:
-            raise InvalidArgumentError(f"upload_concurrency must be positive, got {upload_concurrency}")
+        if not 1 <= part_size <= MAX_BLOCK_SIZE:
+            raise InvalidArgumentError(f"part_size must be between 1 and {MAX_BLOCK_SIZE} (4000 MiB), got {part_size}")
         self.account_url = account_url
         self._credential = credential
         self._connection_string = connection_string
         self._default_credential = default_credential
         self._http = http
         self.chunk_size = chunk_size
-        self.block_size = block_size
-        self.upload_concurrency = upload_concurrency
+        self.part_size = part_size
+        self.max_parts_in_flight = max_parts_in_flight
         self._client_options = dict(client_options or {})
         self._service: BlobServiceClient | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -496,7 +536,30 @@ class AzureStore(BaseStore):
         with _errors(f"write [{ref}]", create=create):
             if type(data) is bytes and len(data) <= _SINGLE_PUT_LIMIT and (size is None or size == len(data)):
                 return await self._put(blob, data, opts)  # the common small write, without iteration
-            return await self._write_stream(blob, iter_payload(data, size, self.block_size), opts)
+            sizes = PartSizes(
+                self.part_size, max_parts=MAX_BLOCKS, max_part_size=MAX_BLOCK_SIZE, total=check_declared(data, size)
+            )
+            commit = self._put_kwargs(opts)
+            if create:
+                commit["match_condition"] = MatchConditions.IfMissing
+
+            async def start() -> _BlockUpload:
+                return _BlockUpload(blob, commit, opts)
+
+            async def single(body: bytes) -> Metadata:
+                if len(body) <= _SINGLE_PUT_LIMIT:
+                    return await self._put(blob, body, opts)
+                # One block and its commit: a larger Put Blob body would go out as plain bytes.
+                upload = _BlockUpload(blob, commit, opts)
+                return await upload.complete([await upload.put_part(1, body, True)])
+
+            return await write_multipart(
+                iter_payload(data, size, sizes.of(0)),
+                sizes,
+                max_parts_in_flight=self.max_parts_in_flight,
+                start=start,
+                single=single,
+            )
 
     def _put_kwargs(self, opts: Options) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
@@ -511,68 +574,6 @@ class AzureStore(BaseStore):
             body, length=len(body), overwrite=not opts.if_not_exists, **self._put_kwargs(opts)
         )
         return _written(result, len(body), opts)
-
-    async def _write_stream(self, blob: BlobClient, chunks: AsyncIterator[BytesLike], opts: Options) -> Metadata:
-        block_size = self.block_size
-        parts: list[BytesLike] = []
-        pending = 0
-        total = 0
-        ids: list[str] = []
-        prefix = secrets.token_hex(_BLOCK_PREFIX_BYTES)
-        tasks: set[asyncio.Task[Any]] = set()
-
-        async def stage(block: bytes) -> None:
-            while len(tasks) >= self.upload_concurrency:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    tasks.discard(task)
-                    task.result()  # a failed block fails the write now
-            block_id = f"{prefix}{len(ids):08d}"
-            ids.append(block_id)
-            tasks.add(asyncio.ensure_future(blob.stage_block(block_id, io.BytesIO(block), length=len(block))))
-
-        try:
-            async for chunk in chunks:
-                n = chunk.nbytes if isinstance(chunk, memoryview) else len(chunk)
-                parts.append(chunk)
-                pending += n
-                total += n
-                if pending < block_size:
-                    continue
-                joined = b"".join(parts)
-                parts.clear()
-                if pending == block_size:
-                    await stage(joined)  # chunks that add up to a block: no second copy
-                    pending = 0
-                    continue
-                view = memoryview(joined)
-                start = 0
-                while pending - start >= block_size:
-                    await stage(bytes(view[start : start + block_size]))
-                    start += block_size
-                pending -= start
-                if pending:
-                    parts.append(view[start:])
-            if not ids and pending <= _SINGLE_PUT_LIMIT:
-                # Small enough for a single Put Blob: nothing staged.
-                return await self._put(blob, b"".join(parts), opts)
-            if parts:
-                await stage(b"".join(parts))
-                parts.clear()
-            while tasks:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    tasks.discard(task)
-                    task.result()
-            kwargs = self._put_kwargs(opts)
-            if opts.if_not_exists:
-                kwargs["match_condition"] = MatchConditions.IfMissing
-            result = await blob.commit_block_list([BlobBlock(block_id) for block_id in ids], **kwargs)
-            return _written(result, total, opts)
-        finally:
-            if tasks:
-                # Failure or cancellation: stop staging and commit nothing (see the module doc).
-                await asyncio.shield(_settle(tasks))
 
     # -- delete -----------------------------------------------------------------------------------
 
@@ -773,11 +774,12 @@ def from_config(
         "client_options": {"retry_total": 0},
     }
     if get["upload_concurrency"]:
+        # Flyte's key for the blocks one write stages at once.
         try:
-            common["upload_concurrency"] = int(get["upload_concurrency"])
+            common["max_parts_in_flight"] = int(get["upload_concurrency"])
         except ValueError:
-            common["upload_concurrency"] = 0
-        if common["upload_concurrency"] < 1:
+            common["max_parts_in_flight"] = 0
+        if common["max_parts_in_flight"] < 1:
             raise ConfigError(f"{field}.upload_concurrency", "must be a positive integer")
     if get["connection_string"]:
         for other in ("account", "key", "sas_token", "endpoint", "domain_suffix"):
