@@ -33,6 +33,7 @@ from .errors import InvalidArgumentError
 from .units import MiB
 
 __all__ = [
+    "BoundedParts",
     "Part",
     "PartSizes",
     "Upload",
@@ -138,7 +139,7 @@ class PartSizes:
             return base
         if self.total is not None:
             needed = math.ceil(self.total / limit)
-            size = max(base, math.ceil(needed / MiB) * MiB)
+            size = base if needed <= base else math.ceil(needed / MiB) * MiB
         else:
             size = base << (index // self._step(base, limit))
         return size if self.max_part_size is None else min(size, self.max_part_size)
@@ -213,8 +214,15 @@ class Upload(Protocol[T, R_co]):
     async def abort(self) -> None: ...
 
 
-class _Parts(Generic[T]):
-    """The parts of one upload in flight: at most ``limit`` at once, results kept in order."""
+class BoundedParts(Generic[T]):
+    """The parts of one upload in flight: at most ``limit`` at once, results kept in order.
+
+    ``write_multipart`` keeps a stream's parts here; a backend uses it directly only for parts
+    that are not cut from a stream (S3's server-side part copies), so that "at most N parts in
+    flight" is one piece of code. ``put`` waits for a free slot and starts ``upload.put_part``
+    (a part that failed meanwhile raises there); ``drain`` waits for the rest and returns every
+    result in part order; ``cancel`` stops whatever is still running.
+    """
 
     def __init__(self, upload: Upload[T, object], limit: int) -> None:
         self.upload = upload
@@ -246,6 +254,10 @@ class _Parts(Generic[T]):
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
         self.tasks.clear()
+
+
+#: The former name of ``BoundedParts``.
+_Parts = BoundedParts
 
 
 async def settle(awaitable: Awaitable[R]) -> R:
@@ -287,7 +299,7 @@ async def write_multipart(
     limit = sizes.max_parts
     parts = gather(chunks, sizes)
     upload: Upload[T, R] | None = None
-    flight: _Parts[T] | None = None
+    flight: BoundedParts[T] | None = None
     completed = False
     try:
         number = 0
@@ -296,7 +308,7 @@ async def write_multipart(
                 if part.last:
                     return await single(part.data())
                 upload = await start()
-                flight = _Parts(upload, max_parts_in_flight)
+                flight = BoundedParts(upload, max_parts_in_flight)
             assert flight is not None
             number += 1
             if limit is not None and number > limit:

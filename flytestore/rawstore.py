@@ -43,6 +43,8 @@ __all__ = [
     "RawStore",
     "SignedURLProperties",
     "SignedURLResponse",
+    "SupportsAsyncRead",
+    "SupportsRead",
     "check_declared",
     "check_range",
     "enforce_limit",
@@ -199,7 +201,7 @@ class ByteStream:
 
     def __init__(
         self,
-        chunks: AsyncIterator[BytesLike],
+        chunks: AsyncIterator[bytes],
         *,
         size: int | None = None,
         metadata: Metadata | None = None,
@@ -230,7 +232,7 @@ class ByteStream:
 
     async def __anext__(self) -> bytes:
         try:
-            return await self._chunks.__anext__()  # type: ignore[return-value]
+            return await self._chunks.__anext__()
         except StopAsyncIteration:
             await self.aclose()
             raise
@@ -299,9 +301,9 @@ class _BytesStream(ByteStream):
             raise StopAsyncIteration
         end = pos + DEFAULT_CHUNK_SIZE
         self._pos = end
-        if not pos and end >= len(data):
-            return data  # type: ignore[return-value]
-        return memoryview(data)[pos:end]  # type: ignore[return-value]
+        if not pos and end >= len(data) and type(data) is bytes:
+            return data
+        return bytes(memoryview(data)[pos:end])
 
     async def read(self) -> bytes:
         data, pos = self._data, self._pos
@@ -330,9 +332,22 @@ async def _slices(data: BytesLike, chunk_size: int) -> AsyncIterator[BytesLike]:
 # ---------------------------------------------------------------------------------------------
 # Writes: payloads
 
+class SupportsRead(Protocol):
+    """A binary file object: ``read(n)`` returns up to ``n`` bytes, empty at the end."""
+
+    def read(self, n: int, /) -> BytesLike: ...
+
+
+class SupportsAsyncRead(Protocol):
+    """An async binary file object (aiofiles, an aiohttp request's content, ...)."""
+
+    async def read(self, n: int, /) -> BytesLike: ...
+
+
 #: Anything ``write_raw`` accepts: a bytes-like, a sync or async iterable of bytes-likes, or a
-#: file object (sync or async) with ``read(n)``.
-Payload = BytesLike | Iterable[BytesLike] | AsyncIterable[BytesLike] | Any
+#: file object (sync or async) with ``read(n)``. Chunks may be reused by the producer once the
+#: next one is asked for: every store keeps only what it copied (see ``flytestore.parts``).
+Payload = BytesLike | Iterable[BytesLike] | AsyncIterable[BytesLike] | SupportsRead | SupportsAsyncRead
 
 _BYTES_TYPES = (bytes, bytearray, memoryview)
 
@@ -643,7 +658,7 @@ async def enforce_limit(stream: ByteStream, limit: int | None, ref: str) -> Byte
     return ByteStream(_capped(stream, limit, ref), metadata=stream.metadata, close=stream.aclose)
 
 
-async def _capped(stream: ByteStream, limit: int, ref: str) -> AsyncIterator[BytesLike]:
+async def _capped(stream: ByteStream, limit: int, ref: str) -> AsyncIterator[bytes]:
     seen = 0
     async for chunk in stream:
         seen += len(chunk)
