@@ -34,6 +34,7 @@ from .units import MiB
 
 __all__ = [
     "BoundedParts",
+    "BytesLike",
     "Part",
     "PartSizes",
     "Upload",

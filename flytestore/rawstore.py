@@ -1,68 +1,62 @@
 """The RawStore protocol and the value types every store and layer shares.
 
 Owns: ``RawStore`` (the one protocol backends and layers implement), ``Metadata``, ``Options``,
-``Cursor``, ``ListEntry``, signed-URL types, ``ByteStream`` (what reads return), the payload
-helpers that turn anything a caller may write into bounded chunks, and ``BaseStore``, the shared
-plumbing of backends (reference checks, listing loops, generic copy, lifecycle).
+``Cursor``, ``ListEntry``, signed-URL types and ``ByteStream`` (what reads return). Neighbours:
+``flytestore.payload`` (what writes accept), ``flytestore.parts`` (the write pipeline),
+``flytestore.streamcopy`` (copies between stores), ``flytestore.stores.base`` (``BaseStore``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import enum
-import inspect
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType, TracebackType
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from .errors import (
-    ExceedsLimitError,
-    InvalidArgumentError,
-    InvalidReferenceError,
-    NotFoundError,
-    PreconditionFailedError,
-    SizeMismatchError,
-    UnsupportedError,
-)
-from .parts import collect
-from .reference import DataReference, escape_key, split_reference
+from .errors import ExceedsLimitError, InvalidArgumentError
+from .parts import BytesLike
+from .reference import DataReference
+from .units import MiB
+
+if TYPE_CHECKING:  # moved names, served lazily by ``__getattr__`` below
+    from .payload import Payload as Payload
+    from .payload import SupportsAsyncRead as SupportsAsyncRead
+    from .payload import SupportsRead as SupportsRead
+    from .payload import check_declared as check_declared
+    from .payload import iter_payload as iter_payload
+    from .payload import payload_size as payload_size
+    from .payload import read_payload as read_payload
+    from .stores.base import BaseStore as BaseStore
+    from .streamcopy import SPLIT_AHEAD as SPLIT_AHEAD
+    from .streamcopy import SPLIT_NEVER as SPLIT_NEVER
+    from .streamcopy import SPLIT_PART_SIZE as SPLIT_PART_SIZE
+    from .streamcopy import SPLIT_THRESHOLD as SPLIT_THRESHOLD
+    from .streamcopy import split_read as split_read
+    from .streamcopy import stream_copy as stream_copy
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
-    "BaseStore",
     "ByteStream",
     "BytesLike",
     "Cursor",
     "ListEntry",
     "Metadata",
     "Options",
-    "Payload",
     "RawStore",
     "SignedURLProperties",
     "SignedURLResponse",
-    "SupportsAsyncRead",
-    "SupportsRead",
-    "check_declared",
     "check_range",
     "enforce_limit",
-    "iter_payload",
-    "payload_size",
-    "read_payload",
-    "split_read",
-    "stream_copy",
-    "SPLIT_NEVER",
-    "SPLIT_THRESHOLD",
 ]
 
 #: Chunk size for slicing in-memory payloads and bodies: slicing costs no I/O, so this only
 #: bounds how much one chunk pins. Backends with a per-chunk cost pick their own (the local
 #: store uses 8 MiB, measured with ``benchmarks/bench_local.py``).
-DEFAULT_CHUNK_SIZE = 1024 * 1024
+DEFAULT_CHUNK_SIZE = MiB
 
-BytesLike = bytes | bytearray | memoryview
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -319,145 +313,6 @@ class _BytesStream(ByteStream):
         await super().aclose()
 
 
-async def _slices(data: BytesLike, chunk_size: int) -> AsyncIterator[BytesLike]:
-    if len(data) <= chunk_size:
-        if data:
-            yield data
-        return
-    view = memoryview(data)
-    for start in range(0, len(view), chunk_size):
-        yield view[start : start + chunk_size]
-
-
-# ---------------------------------------------------------------------------------------------
-# Writes: payloads
-
-class SupportsRead(Protocol):
-    """A binary file object: ``read(n)`` returns up to ``n`` bytes, empty at the end."""
-
-    def read(self, n: int, /) -> BytesLike: ...
-
-
-class SupportsAsyncRead(Protocol):
-    """An async binary file object (aiofiles, an aiohttp request's content, ...)."""
-
-    async def read(self, n: int, /) -> BytesLike: ...
-
-
-#: Anything ``write_raw`` accepts: a bytes-like, a sync or async iterable of bytes-likes, or a
-#: file object (sync or async) with ``read(n)``. Chunks may be reused by the producer once the
-#: next one is asked for: every store keeps only what it copied (see ``flytestore.parts``).
-Payload = BytesLike | Iterable[BytesLike] | AsyncIterable[BytesLike] | SupportsRead | SupportsAsyncRead
-
-_BYTES_TYPES = (bytes, bytearray, memoryview)
-
-
-def payload_size(data: Payload) -> int | None:
-    """The payload's length when it can be known without consuming it."""
-    if isinstance(data, _BYTES_TYPES):
-        return memoryview(data).nbytes if isinstance(data, memoryview) else len(data)
-    return None
-
-
-def check_declared(data: Payload, size: int | None) -> int | None:
-    """The size of a write: the declared ``size`` (validated: a non-negative int, equal to the
-    payload's own length when that is known) or the payload's length; None when neither is known."""
-    if size is not None:
-        if isinstance(size, bool) or not isinstance(size, int):
-            raise InvalidArgumentError(f"size must be an int or None, not {type(size).__name__}")
-        if size < 0:
-            raise InvalidArgumentError(f"size must not be negative, got {size}")
-    known = payload_size(data)
-    if known is not None and size is not None and known != size:
-        raise SizeMismatchError(f"declared size {size} but the payload holds {known} bytes")
-    return size if size is not None else known
-
-
-async def _raw_chunks(data: Payload, chunk_size: int) -> AsyncIterator[BytesLike]:
-    if isinstance(data, _BYTES_TYPES):
-        async for piece in _slices(data, chunk_size):
-            yield piece
-        return
-    if isinstance(data, str):
-        raise InvalidArgumentError("write_raw takes bytes, not str: encode the text first")
-    if isinstance(data, ByteStream):
-        async for chunk in data:
-            yield chunk
-        return
-    # Files before iterables: iterating a file object yields lines, not chunks.
-    read = getattr(data, "read", None)
-    if read is not None:
-        if inspect.iscoroutinefunction(read):
-            while True:
-                chunk = await read(chunk_size)
-                if not chunk:
-                    return
-                yield _as_bytes(chunk)
-        else:
-            while True:
-                chunk = await asyncio.to_thread(read, chunk_size)
-                if not chunk:
-                    return
-                yield _as_bytes(chunk)
-        return
-    if isinstance(data, AsyncIterable):
-        async for item in data:
-            yield _as_bytes(item)
-        return
-    if isinstance(data, Iterable):
-        for item in data:
-            yield _as_bytes(item)
-        return
-    raise InvalidArgumentError(
-        f"cannot write a {type(data).__name__}: pass bytes, an iterable or async iterable of bytes, "
-        "or a file object opened in binary mode"
-    )
-
-
-def _as_bytes(chunk: object) -> BytesLike:
-    if isinstance(chunk, _BYTES_TYPES):
-        return chunk
-    raise InvalidArgumentError(
-        f"payload chunks must be bytes-like, got {type(chunk).__name__}"
-        + (" (open files in binary mode)" if isinstance(chunk, str) else "")
-    )
-
-
-async def iter_payload(
-    data: Payload, size: int | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE
-) -> AsyncIterator[BytesLike]:
-    """Yield the payload as chunks, enforcing the declared ``size``.
-
-    Raises ``SizeMismatchError`` as soon as the stream runs past ``size`` (before that chunk is
-    yielded) or ends short of it, so a store that commits only after the last chunk writes nothing.
-    """
-    declared = check_declared(data, size)
-    seen = 0
-    async for chunk in _raw_chunks(data, chunk_size):
-        n = len(chunk) if not isinstance(chunk, memoryview) else chunk.nbytes
-        if not n:
-            continue
-        seen += n
-        if declared is not None and seen > declared:
-            raise SizeMismatchError(f"the stream is longer than its declared size of {declared} bytes")
-        yield chunk
-    if declared is not None and seen != declared:
-        raise SizeMismatchError(f"the stream ended after {seen} bytes, short of its declared size of {declared}")
-
-
-async def read_payload(data: Payload, size: int | None = None, limit: int | None = None) -> bytes:
-    """The whole payload as one ``bytes`` (for stores that keep whole values), enforcing the
-    declared ``size`` and refusing (``InvalidArgumentError``) more than ``limit`` bytes, whatever
-    the payload's type. Streams go through the one gatherer (``parts.collect``), so a producer
-    that refills one buffer stores what it yielded."""
-    declared = check_declared(data, size)
-    if limit is not None and declared is not None and declared > limit:
-        raise InvalidArgumentError(f"the payload of {declared} bytes exceeds the store's cap of {limit} bytes")
-    if isinstance(data, _BYTES_TYPES):
-        return data if type(data) is bytes else bytes(data)
-    return await collect(iter_payload(data, declared), limit, "the stream")
-
-
 def check_range(offset: int, length: int | None) -> None:
     """Validate a range read's arguments."""
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
@@ -516,135 +371,6 @@ class RawStore(Protocol):
     async def create_signed_url(self, ref: str, props: SignedURLProperties) -> SignedURLResponse: ...
 
 
-_S = TypeVar("_S", bound="BaseStore")
-
-
-class BaseStore:
-    """Shared plumbing for backends: reference checks, listing loops, generic copy, lifecycle.
-
-    A backend sets ``schemes`` (the first is canonical) and implements the ``_list_entries``
-    primitive plus the object operations; everything else here derives from them.
-    """
-
-    schemes: tuple[str, ...] = ()
-    #: Also accept scheme-less references (``/a/b``), as Flyte's in-memory store does.
-    accepts_no_scheme = False
-
-    def __init__(self, *, container: str = "", multicontainer: bool = True) -> None:
-        self.container = container
-        self.multicontainer = multicontainer
-
-    # -- lifecycle ------------------------------------------------------------------------------
-    async def open(self) -> None:
-        """Open clients; create the configured container when it is missing."""
-
-    async def aclose(self) -> None:
-        """Close clients and pools."""
-
-    async def __aenter__(self: _S) -> _S:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    @property
-    def base_container(self) -> DataReference:
-        if not self.container:
-            return DataReference("")
-        return DataReference(f"{self.schemes[0]}://{self.container}")
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(container={self.container!r})"
-
-    # -- references -----------------------------------------------------------------------------
-    def locate(self, ref: str, *, allow_empty_key: bool = False) -> tuple[str, str]:
-        """Check ``ref`` belongs to this store and return its ``(container, key)``."""
-        scheme, container, key = split_reference(ref)
-        if scheme not in self.schemes and not (self.accepts_no_scheme and not scheme):
-            expected = " or ".join(f"{s}://" for s in self.schemes)
-            raise InvalidReferenceError(f"reference [{ref}] is not a {expected} reference")
-        if not self.multicontainer and self.container and container != self.container:
-            raise NotFoundError(
-                f"reference [{ref}] names container [{container}] but this store serves only "
-                f"[{self.container}]; set enable-multicontainer to reach other containers"
-            )
-        if not key and not allow_empty_key:
-            raise InvalidReferenceError(f"reference [{ref}] has an empty key")
-        return container, key
-
-    def make_ref(self, container: str, key: str) -> DataReference:
-        """The reference of an object this store found (listing): the key is escaped so that
-        ``split()`` gives it back unchanged."""
-        return DataReference(f"{self.schemes[0]}://{container}/{escape_key(key)}")
-
-    # -- what each backend implements ----------------------------------------------------------
-    async def head(self, ref: str) -> Metadata:
-        raise NotImplementedError
-
-    async def read_raw(self, ref: str, offset: int = 0, length: int | None = None) -> ByteStream:
-        raise NotImplementedError
-
-    async def write_raw(
-        self, ref: str, data: Payload, size: int | None = None, options: Options | None = None
-    ) -> Metadata:
-        raise NotImplementedError
-
-    async def read_bytes(
-        self, ref: str, offset: int = 0, length: int | None = None, max_size: int | None = None
-    ) -> bytes:
-        stream = await self.read_raw(ref, offset, length)
-        return await (await enforce_limit(stream, max_size, ref)).read()
-
-    async def delete(self, ref: str) -> None:
-        raise NotImplementedError
-
-    # -- listing --------------------------------------------------------------------------------
-    async def _list_entries(
-        self, container: str, prefix: str, max_items: int, cursor: Cursor
-    ) -> tuple[list[ListEntry], Cursor]:
-        """One page of entries under ``prefix`` ('' or ending in '/'), in key order."""
-        raise NotImplementedError
-
-    @staticmethod
-    def dir_prefix(key: str) -> str:
-        return key.rstrip("/") + "/" if key.strip("/") else ""
-
-    async def list_page(
-        self, ref: str, *, max_items: int = 1000, cursor: Cursor | None = None
-    ) -> tuple[list[DataReference], Cursor]:
-        entries, nxt = await self.list_entries_page(ref, max_items=max_items, cursor=cursor)
-        return [e.ref for e in entries], nxt
-
-    async def list_entries_page(
-        self, ref: str, *, max_items: int = 1000, cursor: Cursor | None = None
-    ) -> tuple[list[ListEntry], Cursor]:
-        cursor = cursor or Cursor.start()
-        if cursor.is_end():
-            raise InvalidArgumentError("cursor cannot be at end for a list call: the listing is exhausted")
-        if isinstance(max_items, bool) or not isinstance(max_items, int) or max_items <= 0:
-            raise InvalidArgumentError(f"max_items must be a positive int, got {max_items!r}")
-        container, key = self.locate(ref, allow_empty_key=True)
-        return await self._list_entries(container, self.dir_prefix(key), max_items, cursor)
-
-    async def list(self, ref: str, *, page_size: int = 1000) -> AsyncIterator[ListEntry]:
-        cursor = Cursor.start()
-        while not cursor.is_end():
-            entries, cursor = await self.list_entries_page(ref, max_items=page_size, cursor=cursor)
-            for entry in entries:
-                yield entry
-
-    # -- generic operations ------------------------------------------------------------------
-    async def copy_raw(self, src: str, dst: str, *, options: Options | None = None) -> Metadata:
-        """Generic copy: stream the source into the destination (backends override with
-        server-side copies)."""
-        return await stream_copy(self, src, self, dst, options)
-
-    async def create_signed_url(self, ref: str, props: SignedURLProperties) -> SignedURLResponse:
-        self.locate(ref)
-        raise UnsupportedError(f"signed URLs are unsupported by {type(self).__name__}")
-
-
 async def enforce_limit(stream: ByteStream, limit: int | None, ref: str) -> ByteStream:
     """``stream`` refused (closed, ``ExceedsLimitError``) when its known size passes ``limit``,
     or cut off with that error as soon as it does when the size is unknown."""
@@ -667,116 +393,29 @@ async def _capped(stream: ByteStream, limit: int, ref: str) -> AsyncIterator[byt
         yield chunk
 
 
-#: Objects at least this large are copied across stores by parallel ranged reads (from stores
-#: whose range reads are cheap: see ``RoutingStore``).
-SPLIT_THRESHOLD = 64 * 1024 * 1024
-#: A threshold no object reaches.
-SPLIT_NEVER = 1 << 62
-#: The size of each ranged read of a split copy, and how many are fetched ahead of the writer.
-SPLIT_PART_SIZE = 8 * 1024 * 1024
-SPLIT_AHEAD = 4
+#: Names that moved to neighbouring modules, still importable from here.
+_MOVED = {
+    "Payload": "payload",
+    "SupportsRead": "payload",
+    "SupportsAsyncRead": "payload",
+    "check_declared": "payload",
+    "iter_payload": "payload",
+    "payload_size": "payload",
+    "read_payload": "payload",
+    "stream_copy": "streamcopy",
+    "split_read": "streamcopy",
+    "SPLIT_THRESHOLD": "streamcopy",
+    "SPLIT_NEVER": "streamcopy",
+    "SPLIT_PART_SIZE": "streamcopy",
+    "SPLIT_AHEAD": "streamcopy",
+    "BaseStore": "stores.base",
+}
 
 
-async def stream_copy(
-    src_store: RawStore,
-    src: str,
-    dst_store: RawStore,
-    dst: str,
-    options: Options | None = None,
-    *,
-    split_threshold: int = SPLIT_THRESHOLD,
-    part_size: int = SPLIT_PART_SIZE,
-    ahead: int = SPLIT_AHEAD,
-) -> Metadata:
-    """Copy one object between any two stores without buffering it whole.
+def __getattr__(name: str) -> Any:
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-    A source of at least ``split_threshold`` bytes with an etag is read as parts of ``part_size``
-    bytes, up to ``ahead`` of them fetched in parallel by range reads pinned to the etag (see
-    ``split_read``), while the destination writes what has arrived (in parts of its own where it
-    does multipart writes). Memory stays within about ``(ahead + 1) * part_size`` on the read side.
-    """
-    stream = await src_store.read_raw(src)
-    async with stream:
-        meta = stream.metadata
-        if options is None and meta is not None:
-            options = Options(metadata=meta.user_metadata, content_type=meta.content_type)
-        split: AsyncGenerator[bytes, None] | None = None
-        size = stream.size
-        if (
-            size is not None
-            and size >= split_threshold
-            and size > part_size
-            and not stream.in_memory
-            and meta is not None
-            and meta.etag
-        ):
-            split = split_read(src_store, src, stream, size, meta.etag, part_size=part_size, ahead=ahead)
-        try:
-            return await dst_store.write_raw(dst, stream if split is None else split, size=size, options=options)
-        finally:
-            if split is not None:
-                await split.aclose()
-
-
-async def split_read(
-    store: RawStore,
-    ref: str,
-    first: ByteStream,
-    size: int,
-    etag: str,
-    *,
-    part_size: int = SPLIT_PART_SIZE,
-    ahead: int = SPLIT_AHEAD,
-) -> AsyncGenerator[bytes, None]:
-    """The ``size`` bytes of ``ref`` in order: the first part from ``first`` (an open read of the
-    whole object, closed once the part is taken), the rest by range reads of ``part_size`` bytes,
-    ``ahead`` of them in flight at once. Every range must come from the object ``etag`` names; a
-    changed object raises ``PreconditionFailedError`` rather than being spliced."""
-    if part_size <= 0 or ahead <= 0:
-        raise InvalidArgumentError("part_size and ahead must be positive")
-
-    async def fetch(offset: int, length: int) -> bytes:
-        part = await store.read_raw(ref, offset, length)
-        async with part:
-            now = part.metadata.etag if part.metadata is not None else ""
-            if now != etag:
-                raise PreconditionFailedError(
-                    f"[{ref}] changed while it was being copied (etag {etag} became {now or 'unknown'})"
-                )
-            data = await part.read()
-        if len(data) != length:
-            raise SizeMismatchError(f"a range read of [{ref}] at {offset} returned {len(data)} of {length} bytes")
-        return data
-
-    pending: list[asyncio.Task[bytes]] = []
-    next_offset = part_size
-
-    def fill() -> None:
-        nonlocal next_offset
-        while len(pending) < ahead and next_offset < size:
-            length = min(part_size, size - next_offset)
-            pending.append(asyncio.ensure_future(fetch(next_offset, length)))
-            next_offset += length
-
-    try:
-        fill()
-        taken = 0
-        async for chunk in first:
-            if taken + len(chunk) >= part_size:
-                yield bytes(chunk[: part_size - taken])
-                break
-            taken += len(chunk)
-            yield bytes(chunk)
-        else:
-            raise SizeMismatchError(f"[{ref}] ended after {taken} of {size} bytes")
-        await first.aclose()
-        while pending:
-            data = await pending.pop(0)
-            fill()
-            yield data
-    finally:
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
-        await first.aclose()
+    return getattr(importlib.import_module(f"{__package__}.{module}"), name)
