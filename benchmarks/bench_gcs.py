@@ -11,8 +11,9 @@ port and prints:
    the same (``Storage.upload`` / ``Storage.download``), and the ratio flytestore / raw (the median
    of the per-repetition ratios; the target is at most 1.10).
 2. Large objects: a ``--large-mib`` upload and streamed download. flytestore uploads from an async
-   generator of 1 MiB blocks (unknown length: resumable upload in 8 MiB chunks) and from bytes (one
-   PUT); gcloud-aio uploads bytes (its resumable upload, one PUT). fake-gcs-server re-hashes the
+   generator of 1 MiB blocks (unknown length: resumable upload in 8 MiB parts, ``part_size``) and
+   from bytes (in memory already: one simple upload request); gcloud-aio uploads bytes (its
+   resumable upload, one PUT). fake-gcs-server re-hashes the
    whole upload received so far on every chunk, so chunked uploads are slower there than on GCS.
    Downloads stream: ``read_raw`` chunks against ``download_stream().read(1 MiB)``. MB/s and client
    CPU seconds.

@@ -82,7 +82,7 @@ def _build(settings: dict[str, str], config: Config | None = None) -> GCSStore:
 async def store(gcs_server: str) -> AsyncIterator[GCSStore]:
     """A store on a fresh bucket, with a small resumable chunk so the resumable path is cheap."""
     async with GCSStore(
-        container=_bucket(), endpoint=gcs_server, service_account=fake_service_account(), upload_chunk_size=CHUNK
+        container=_bucket(), endpoint=gcs_server, service_account=fake_service_account(), part_size=CHUNK
     ) as s:
         yield s
 
@@ -214,9 +214,16 @@ def test_signed_url_override_supplies_the_signing_key() -> None:
     assert store._signer.base_url == "https://public.example"
 
 
-def test_chunk_size_must_suit_resumable_uploads() -> None:
+@pytest.mark.parametrize("part_size", [CHUNK + 1, CHUNK // 2, 0, -CHUNK, True, 1.5])
+def test_part_size_must_suit_resumable_uploads(part_size: Any) -> None:
     with pytest.raises(InvalidArgumentError):
-        GCSStore(endpoint="http://127.0.0.1:9", upload_chunk_size=CHUNK + 1)
+        GCSStore(endpoint="http://127.0.0.1:9", part_size=part_size)
+
+
+def test_upload_chunk_size_is_a_former_name_of_part_size() -> None:
+    assert GCSStore(endpoint="http://127.0.0.1:9", upload_chunk_size=2 * CHUNK).part_size == 2 * CHUNK
+    assert GCSStore(endpoint="http://127.0.0.1:9").part_size == 8 * 1024 * KiB
+    assert GCSStore.max_parts_in_flight == 1  # a resumable upload takes its chunks in order
 
 
 async def test_the_registry_builds_it_and_datastore_uses_it(gcs_server: str) -> None:
@@ -412,11 +419,35 @@ async def test_a_body_of_one_chunk_is_one_request(store: GCSStore, monkeypatch: 
     spy = Spy(store, monkeypatch)
     await store.write_raw(_ref(store, "one"), _blocks(2, CHUNK // 2))  # unknown length, exactly one chunk
     assert [m for m, _ in spy.requests] == ["POST"]
-    # Bytes over one chunk: resumable, but in one PUT since the payload is in memory already.
+    # Bytes over one chunk: in memory already, so its own single part: one request, no session.
     big = b"z" * (3 * CHUNK + 1)
     await store.write_raw(_ref(store, "bytes"), big)
-    assert spy.ranges() == [f"bytes 0-{3 * CHUNK}/{3 * CHUNK + 1}"]
+    await store.write_raw(_ref(store, "view"), memoryview(bytearray(big)), options=Options(metadata={"a": "b"}))
+    assert [m for m, _ in spy.requests] == ["POST", "POST", "POST"]
     assert await store.read_bytes(_ref(store, "bytes")) == big
+    assert await store.read_bytes(_ref(store, "view")) == big
+
+
+@pytest.mark.parametrize("kind", [bytearray, memoryview])
+@pytest.mark.parametrize("count", [2, 9])  # one part (a single request), several (resumable)
+async def test_a_producer_reusing_one_buffer_stores_what_it_yielded(
+    store: GCSStore, monkeypatch: pytest.MonkeyPatch, kind: type, count: int
+) -> None:
+    spy = Spy(store, monkeypatch)
+    size = 100 * KiB + 3
+
+    async def refilled() -> AsyncIterator[bytearray | memoryview]:
+        buffer = bytearray(size)
+        for i in range(count):
+            buffer[:] = bytes([i + 1]) * size
+            yield buffer if kind is bytearray else memoryview(buffer)
+
+    ref = _ref(store, f"reused-{kind.__name__}-{count}")
+    meta = await store.write_raw(ref, refilled())
+    expected = b"".join(bytes([i + 1]) * size for i in range(count))
+    assert meta.size == len(expected)
+    assert await store.read_bytes(ref) == expected
+    assert len(spy.ranges()) == (0 if count * size <= CHUNK else -(-count * size // CHUNK))
 
 
 async def test_failed_resumable_write_is_aborted_and_leaves_nothing(
@@ -428,6 +459,7 @@ async def test_failed_resumable_write_is_aborted_and_leaves_nothing(
     async def broken() -> AsyncIterator[bytes]:
         async for block in _blocks(4, 100 * KiB):
             yield block
+        await spy.put.wait()  # the first chunk is on the server
         raise RuntimeError("source failed")
 
     with pytest.raises(RuntimeError, match="source failed"):
@@ -783,12 +815,42 @@ async def test_resumable_upload_resends_what_the_server_did_not_keep(fake_api: F
 
     routes[("POST", "/upload/storage/v1/b/b/o")] = start
     routes[("PUT", "/session/1")] = chunk
-    async with GCSStore(endpoint=url, upload_chunk_size=2 * CHUNK) as store:
+    async with GCSStore(endpoint=url, part_size=2 * CHUNK) as store:
         meta = await store.write_raw("gs://b/k", _blocks(10, 100 * KiB))
     assert bytes(received) == _expected(10, 100 * KiB) and meta.size == len(received)
-    assert ranges[0] == f"bytes 0-{2 * CHUNK - 1}/*"
-    assert ranges[1] == f"bytes {CHUNK}-{3 * CHUNK - 1}/*"
-    assert ranges[-1].endswith(f"/{10 * 100 * KiB}")
+    # The rest of the part is sent again before the next part goes.
+    assert ranges == [
+        f"bytes 0-{2 * CHUNK - 1}/*",
+        f"bytes {CHUNK}-{2 * CHUNK - 1}/*",
+        f"bytes {2 * CHUNK}-{10 * 100 * KiB - 1}/{10 * 100 * KiB}",
+    ]
+
+
+async def test_resumable_upload_gives_up_on_a_chunk_the_server_never_keeps(fake_api: FakeAPI) -> None:
+    url, routes = fake_api.url, fake_api.routes
+    puts: list[str] = []
+    deleted = asyncio.Event()
+
+    async def start(request: web.Request) -> web.StreamResponse:
+        return web.json_response({}, headers={"Location": f"{url}/session/3"})
+
+    async def chunk(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        puts.append(request.headers["Content-Range"])
+        return web.Response(status=308)  # nothing persisted
+
+    async def delete(request: web.Request) -> web.StreamResponse:
+        deleted.set()
+        return web.Response(status=499)
+
+    routes[("POST", "/upload/storage/v1/b/b/o")] = start
+    routes[("PUT", "/session/3")] = chunk
+    routes[("DELETE", "/session/3")] = delete
+    async with GCSStore(endpoint=url, part_size=CHUNK) as store:
+        with pytest.raises(TransientError, match="persisted none"):
+            await store.write_raw("gs://b/k", _blocks(3, 100 * KiB))
+    assert puts == [f"bytes 0-{CHUNK - 1}/*"] * 3
+    assert deleted.is_set()
 
 
 async def test_abort_deletes_the_upload_session(fake_api: FakeAPI) -> None:
@@ -814,7 +876,7 @@ async def test_abort_deletes_the_upload_session(fake_api: FakeAPI) -> None:
         yield b"x" * (CHUNK + 10)
         raise RuntimeError("boom")
 
-    async with GCSStore(endpoint=url, upload_chunk_size=CHUNK) as store:
+    async with GCSStore(endpoint=url, part_size=CHUNK) as store:
         with pytest.raises(RuntimeError, match="boom"):
             await store.write_raw("gs://b/k", failing())
     assert deleted.is_set()

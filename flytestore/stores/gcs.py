@@ -12,15 +12,19 @@ What goes through gcloud-aio and what does not:
 - Reads are a direct ``GET …/o/<object>?alt=media`` (with ``Range`` for range reads) streamed in
   bounded chunks: gcloud-aio's ``download_stream`` applies one total timeout to the whole body and
   hides the response.
-- Writes are direct too. A body that fits in one chunk (``upload_chunk_size``, 8 MiB by default) is
-  sent in one request: a media upload, or a multipart upload when it carries user metadata or is
-  create-only. A larger stream is a resumable upload sent chunk by chunk (``Content-Range:
-  bytes a-b/*``, then the last chunk with the total), so memory stays at about one chunk whatever
-  the size; gcloud-aio's resumable upload would buffer the whole body for its single PUT. A larger
-  bytes-like payload, already in memory, is a resumable upload of one PUT streamed from views of
-  it. A resumable upload that fails or is cancelled is cancelled on the server (``DELETE`` of the
-  session URI) and never finalised, so no object appears; a failed request fails the write (no
-  resume from the session: retrying is for the caller or a layer above). Request bodies above
+- Writes are direct too, through the one write pipeline (``flytestore.parts.write_multipart``).
+  A payload already in memory (bytes-like) is its own single part: one request (a media upload,
+  or a multipart upload when it carries user metadata or is create-only), streamed from views of
+  it. A stream is cut into parts of ``part_size`` (8 MiB by default); one that ends within one
+  part is that same single request, a longer one a resumable upload sent part by part
+  (``Content-Range: bytes a-b/*``, then the last part with the total), one part in flight as the
+  protocol requires, so memory stays at about two parts whatever the size; gcloud-aio's resumable
+  upload would buffer the whole body for its single PUT. The pipeline copies whatever it holds of
+  a producer's chunks across an ``await`` (unless immutable), so a producer refilling one buffer
+  stores what it yielded. The final request goes out only once the payload ended at its declared
+  size. A resumable upload that fails or is cancelled is cancelled on the server (``DELETE`` of
+  the session URI) and never finalised, so no object appears; a failed request fails the write
+  (no resume from the session: retrying is for the caller or a layer above). Request bodies above
   1 MiB are streamed from views, never joined.
 
 Create-only writes use ``ifGenerationMatch=0`` (atomic on GCS). fake-gcs-server enforces it only
@@ -47,7 +51,7 @@ import io
 import json
 import os
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
@@ -72,6 +76,7 @@ from ..errors import (
     check_size,
     map_exceptions,
 )
+from ..parts import PartSizes, write_multipart
 from ..rawstore import (
     DEFAULT_OPTIONS,
     BaseStore,
@@ -89,6 +94,7 @@ from ..rawstore import (
     iter_payload,
     payload_size,
 )
+from ..units import GiB, MiB
 from ._http import aiohttp_session
 
 if TYPE_CHECKING:
@@ -98,6 +104,7 @@ __all__ = [
     "DEFAULT_SCOPES",
     "GCS_API_ROOT",
     "GCS_READ_CHUNK_SIZE",
+    "GCS_PART_SIZE",
     "GCS_UPLOAD_CHUNK_SIZE",
     "GCSStore",
     "from_config",
@@ -117,8 +124,15 @@ _READ_BUFSIZE = 1024 * 1024
 
 #: Resumable chunks must be multiples of 256 KiB (all but the last).
 _RESUMABLE_QUANTUM = 256 * 1024
-#: Chunk of resumable uploads of streams; a stream that ends within one chunk is one request.
-GCS_UPLOAD_CHUNK_SIZE = 8 * 1024 * 1024
+#: Part (chunk) size of resumable uploads of streams; a stream that ends within one part is one
+#: request.
+GCS_PART_SIZE = 8 * MiB
+#: The former name of ``GCS_PART_SIZE``.
+GCS_UPLOAD_CHUNK_SIZE = GCS_PART_SIZE
+#: Largest in-memory payload sent as one simple (media or multipart) request; a larger one is a
+#: resumable upload in parts. The store never resumes a session, so one request is as robust as a
+#: resumable upload of one PUT and saves the session's round trip.
+_MAX_SIMPLE_UPLOAD = 5 * GiB
 
 #: Metadata key Flyte stores a client-computed MD5 under (signed PUTs); used when GCS has no md5Hash
 #: (composite objects).
@@ -382,6 +396,8 @@ class GCSStore(BaseStore):
     """Google Cloud Storage behind the RawStore protocol; see the module docstring."""
 
     schemes = ("gs",)
+    #: A resumable upload takes its chunks in order, one at a time.
+    max_parts_in_flight = 1
 
     def __init__(
         self,
@@ -395,9 +411,10 @@ class GCSStore(BaseStore):
         config: Config | None = None,
         signing_account: Mapping[str, Any] | None = None,
         signing_endpoint: str | None = None,
-        upload_chunk_size: int = GCS_UPLOAD_CHUNK_SIZE,
+        part_size: int = GCS_PART_SIZE,
         authenticate: bool | None = None,
         config_field: str = "stow.config",
+        upload_chunk_size: int | None = None,
     ) -> None:
         """``endpoint`` (else ``STORAGE_EMULATOR_HOST``) selects an emulator: no credentials are sent
         unless ``authenticate=True`` (a private endpoint of the real service).
@@ -406,12 +423,19 @@ class GCSStore(BaseStore):
         override the key and host used for signed URLs (Flyte's ``signedUrl.stowConfigOverride``).
         ``config`` supplies the HTTP pool and timeouts (``defaultHttpClient``); ``config_field``
         is where the settings came from, for the field names of ``ConfigError``.
+        ``part_size`` is the chunk of resumable uploads (a multiple of 256 KiB);
+        ``upload_chunk_size`` is its deprecated former name.
         """
         super().__init__(container=container, multicontainer=multicontainer)
-        if upload_chunk_size < _RESUMABLE_QUANTUM or upload_chunk_size % _RESUMABLE_QUANTUM:
-            raise InvalidArgumentError(
-                f"upload_chunk_size must be a positive multiple of 256 KiB, got {upload_chunk_size}"
-            )
+        if upload_chunk_size is not None:
+            part_size = upload_chunk_size
+        if (
+            isinstance(part_size, bool)
+            or not isinstance(part_size, int)
+            or part_size < _RESUMABLE_QUANTUM
+            or part_size % _RESUMABLE_QUANTUM
+        ):
+            raise InvalidArgumentError(f"part_size must be a positive multiple of 256 KiB, got {part_size!r}")
         if endpoint is None:
             endpoint = os.environ.get("STORAGE_EMULATOR_HOST") or None
         self.endpoint = _normalise_endpoint(endpoint) if endpoint else None
@@ -420,7 +444,7 @@ class GCSStore(BaseStore):
         self.api_root = self.endpoint or GCS_API_ROOT
         self.project_id = project_id or None
         self.scopes = list(scopes) if scopes else list(DEFAULT_SCOPES)
-        self.upload_chunk_size = upload_chunk_size
+        self.part_size = part_size
         self._service_account = dict(service_account) if service_account is not None else None
         self._config = config
         self._field = config_field
@@ -668,25 +692,28 @@ class GCSStore(BaseStore):
     ) -> Metadata:
         bucket, key = self.locate(ref)
         opts = options or DEFAULT_OPTIONS
-        limit = self.upload_chunk_size
         in_memory = payload_size(data)
-        if in_memory is not None and in_memory <= limit and (size is None or (type(size) is int and size == in_memory)):
-            # The common small write: skip the payload iterator (anything odd about `size` goes
-            # through it below, for its checks and errors).
+        if (
+            in_memory is not None
+            and in_memory <= _MAX_SIMPLE_UPLOAD
+            and (size is None or (type(size) is int and size == in_memory))
+        ):
+            # A payload already in memory is its own single part: chunking it would bound nothing,
+            # so it is one request, streamed from views of it (no copy, no session). Anything odd
+            # about `size` goes through the pipeline below, for its checks and errors.
             return await self._write_simple(ref, bucket, key, opts, [cast(BytesLike, data)], in_memory)
-        parts: list[BytesLike] = []
-        total = 0
-        payload = cast("AsyncGenerator[BytesLike, None]", iter_payload(data, size, chunk_size=limit))
-        # A bytes-like payload is in memory already: chunking it would bound nothing, so its
-        # resumable upload is one PUT (streamed from views of it, not copied).
-        chunk_size = limit if in_memory is None else max(limit, in_memory)
-        async with contextlib.aclosing(payload) as chunks:
-            async for chunk in chunks:
-                parts.append(chunk)
-                total += chunk.nbytes if isinstance(chunk, memoryview) else len(chunk)
-                if total > limit:
-                    return await self._write_resumable(ref, bucket, key, opts, parts, total, chunks, chunk_size)
-        return await self._write_simple(ref, bucket, key, opts, parts, total)
+        part_size = self.part_size
+
+        def single(body: bytes) -> Awaitable[Metadata]:
+            return self._write_simple(ref, bucket, key, opts, [body], len(body))
+
+        return await write_multipart(
+            iter_payload(data, size, chunk_size=part_size),
+            PartSizes(base=part_size),  # GCS has no part limit: every part but the last is part_size
+            max_parts_in_flight=self.max_parts_in_flight,
+            start=functools.partial(self._start_resumable, ref, bucket, key, opts),
+            single=single,
+        )
 
     async def _write_simple(
         self, ref: str, bucket: str, key: str, opts: Options, parts: list[BytesLike], size: int
@@ -715,21 +742,9 @@ class GCSStore(BaseStore):
                 resp.release()
         return _object_metadata(obj)
 
-    async def _write_resumable(
-        self,
-        ref: str,
-        bucket: str,
-        key: str,
-        opts: Options,
-        parts: list[BytesLike],
-        total: int,
-        chunks: AsyncIterator[BytesLike],
-        chunk_size: int,
-    ) -> Metadata:
-        """A resumable upload in chunks of ``chunk_size``. ``parts`` (``total`` bytes, more than one
-        upload chunk) were read already; the rest comes from ``chunks``. A chunk is sent only once
-        more data is known to follow, so the final request (the one that commits) goes out only
-        after the payload ended at its declared size."""
+    async def _start_resumable(self, ref: str, bucket: str, key: str, opts: Options) -> _Resumable:
+        """Open a resumable upload session (the pipeline's ``start``, for a stream of more than one
+        part)."""
         what = f"write [{ref}]"
         create = opts.if_not_exists
         content_type = opts.content_type or _DEFAULT_CONTENT_TYPE
@@ -745,70 +760,7 @@ class GCSStore(BaseStore):
             location = resp.headers.get("Location")
             if not location:
                 raise StorageError(f"cannot {what}: the server started no resumable upload session")
-        session_url = URL(location, encoded=True)
-        pending = _Pending(parts, total)
-        sent = 0  # bytes the server holds
-        try:
-            with _errors(what, create=create):
-                source_done = False
-                while True:
-                    while not source_done and pending.size <= chunk_size:
-                        chunk = await anext(chunks, None)
-                        if chunk is None:
-                            source_done = True
-                        else:
-                            pending.add(chunk)
-                    if source_done and pending.size <= chunk_size:
-                        break
-                    sent, _ = await self._put_chunk(session_url, what, pending, chunk_size, sent, None, content_type)
-                final_total = sent + pending.size
-                if create and self.emulator and (await self.head(ref)).exists:
-                    # Best effort for emulators that ignore ifGenerationMatch on resumable uploads.
-                    raise AlreadyExistsError(f"cannot {what}: the object already exists")
-                while True:
-                    sent, obj = await self._put_chunk(
-                        session_url, what, pending, pending.size, sent, final_total, content_type
-                    )
-                    if obj is not None:
-                        return _object_metadata(obj)
-        except BaseException:
-            # Never finalised, so no object exists; cancel the session so the server drops the parts.
-            await asyncio.shield(self._abort(session_url))
-            raise
-
-    async def _put_chunk(
-        self,
-        session_url: URL,
-        what: str,
-        pending: _Pending,
-        n: int,
-        start: int,
-        total: int | None,
-        content_type: str,
-    ) -> tuple[int, dict[str, Any] | None]:
-        """Send the first ``n`` pending bytes, which start at offset ``start``: returns the bytes
-        the server now holds (what it did not keep stays pending), and the object resource once
-        the upload is complete (``total`` given and reached)."""
-        views = pending.peek(n)
-        of = "*" if total is None else str(total)
-        content_range = f"bytes {start}-{start + n - 1}/{of}" if n else f"bytes */{of}"
-        for _ in range(_MAX_STALLED_PUTS):
-            data, headers = _payload(views, n)
-            headers["Content-Range"] = content_range
-            # fake-gcs-server takes the object's content type from every chunk's Content-Type.
-            resp = await self._request("PUT", session_url, data=data, content_type=content_type, headers=headers)
-            try:
-                if resp.status != 308:
-                    obj: dict[str, Any] = json.loads(await resp.read())
-                    pending.drop(n)
-                    return start + n, obj
-                persisted = min(_persisted(resp.headers.get("Range")), start + n)
-            finally:
-                resp.release()
-            if persisted > start:
-                pending.drop(persisted - start)
-                return persisted, None
-        raise TransientError(f"cannot {what}: the server persisted none of a resumable chunk after retries")
+        return _Resumable(self, ref, URL(location, encoded=True), content_type, create)
 
     async def _abort(self, session_url: URL) -> None:
         with contextlib.suppress(Exception):
@@ -951,42 +903,74 @@ def _persisted(range_header: str | None) -> int:
         return 0
 
 
-class _Pending:
-    """Payload bytes read but not yet acknowledged by the server, kept as views (no copies)."""
+class _Resumable:
+    """A resumable upload session as the write pipeline's ``Upload``.
 
-    __slots__ = ("parts", "size")
+    Parts arrive in order, one at a time (``max_parts_in_flight=1``). Each is one ``PUT`` with
+    ``Content-Range: bytes a-b/*``, the last with the total instead of ``*``; what a ``308`` says
+    the server did not persist is sent again (up to ``_MAX_STALLED_PUTS`` tries without progress).
+    The last part's answer is the object resource; ``abort`` cancels the session (``DELETE``).
+    """
 
-    def __init__(self, parts: list[BytesLike], size: int) -> None:
-        self.parts = [_view(p) for p in parts]
-        self.size = size
+    __slots__ = ("content_type", "create", "ref", "sent", "session_url", "store", "what")
 
-    def add(self, chunk: BytesLike) -> None:
-        view = _view(chunk)
-        self.parts.append(view)
-        self.size += view.nbytes
+    def __init__(self, store: GCSStore, ref: str, session_url: URL, content_type: str, create: bool) -> None:
+        self.store = store
+        self.ref = ref
+        self.what = f"write [{ref}]"
+        self.session_url = session_url
+        self.content_type = content_type
+        self.create = create
+        #: Bytes the server holds.
+        self.sent = 0
 
-    def peek(self, n: int) -> list[memoryview]:
-        """Views of the first ``n`` bytes."""
-        out: list[memoryview] = []
-        for part in self.parts:
-            if not n:
-                break
-            piece = part if part.nbytes <= n else part[:n]
-            out.append(piece)
-            n -= piece.nbytes
-        return out
+    async def put_part(self, number: int, data: bytes, last: bool) -> dict[str, Any] | None:
+        store, what = self.store, self.what
+        if last and self.create and store.emulator and (await store.head(self.ref)).exists:
+            # Best effort for emulators that ignore ifGenerationMatch on resumable uploads.
+            raise AlreadyExistsError(f"cannot {what}: the object already exists")
+        start = self.sent
+        end = start + len(data)
+        of = str(end) if last else "*"
+        view = memoryview(data)
+        held = start  # what the server holds of this part's range, from its start
+        stalls = 0
+        with _errors(what, create=self.create):
+            while True:
+                n = end - held
+                body, headers = _payload([view[held - start :]], n)
+                headers["Content-Range"] = f"bytes {held}-{end - 1}/{of}" if n else f"bytes */{of}"
+                # fake-gcs-server takes the object's content type from every chunk's Content-Type.
+                resp = await store._request(
+                    "PUT", self.session_url, data=body, content_type=self.content_type, headers=headers
+                )
+                try:
+                    if resp.status != 308:
+                        obj: dict[str, Any] = json.loads(await resp.read())
+                        self.sent = end
+                        return obj if last else None
+                    persisted = min(_persisted(resp.headers.get("Range")), end)
+                finally:
+                    resp.release()
+                if persisted == end and not last:
+                    self.sent = end
+                    return None
+                if persisted > held:
+                    held, stalls = persisted, 0
+                    continue
+                stalls += 1
+                if stalls >= _MAX_STALLED_PUTS:
+                    raise TransientError(f"cannot {what}: the server persisted none of a resumable chunk after retries")
 
-    def drop(self, n: int) -> None:
-        """Forget the first ``n`` bytes (the server has them)."""
-        self.size -= n
-        while n:
-            part = self.parts[0]
-            if part.nbytes <= n:
-                self.parts.pop(0)
-                n -= part.nbytes
-            else:
-                self.parts[0] = part[n:]
-                n = 0
+    async def complete(self, parts: list[dict[str, Any] | None]) -> Metadata:
+        obj = parts[-1] if parts else None
+        if obj is None:
+            raise StorageError(f"cannot {self.what}: the resumable upload finished without the object's resource")
+        return _object_metadata(obj)
+
+    async def abort(self) -> None:
+        # Never finalised, so no object exists; cancel the session so the server drops the parts.
+        await self.store._abort(self.session_url)
 
 
 def _view(chunk: BytesLike) -> memoryview:
@@ -1015,7 +999,7 @@ async def _stream_views(parts: list[BytesLike] | list[memoryview]) -> AsyncItera
             yield view[start : start + _MAX_BYTES_BODY]
 
 
-async def _body(resp: aiohttp.ClientResponse, what: str, skip: int, limit: int | None) -> AsyncIterator[BytesLike]:
+async def _body(resp: aiohttp.ClientResponse, what: str, skip: int, limit: int | None) -> AsyncIterator[bytes]:
     """The response body in chunks of at most ``GCS_READ_CHUNK_SIZE``; ``skip``/``limit`` slice a
     body the server sent whole although a range was asked for."""
     content = resp.content
