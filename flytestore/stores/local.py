@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, TypeVar, cast
 
 from aiofiles.threadpool.binary import AsyncBufferedIOBase, AsyncBufferedReader
 
+from ..backends import BY_KIND
 from ..errors import (
     AlreadyExistsError,
     ConfigError,
@@ -53,21 +54,20 @@ from ..errors import (
     map_exceptions,
 )
 from ..parts import Part, gather
+from ..payload import Payload, iter_payload
 from ..rawstore import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_OPTIONS,
-    BaseStore,
     BytesLike,
     ByteStream,
     Cursor,
     ListEntry,
     Metadata,
     Options,
-    Payload,
     check_range,
-    iter_payload,
 )
 from ..reference import DataReference
+from .base import BaseStore
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -363,7 +363,7 @@ class LocalStore(BaseStore):
     ``chunk_size`` bounds the chunks of streamed reads and the batches of streamed writes.
     """
 
-    schemes = ("file",)
+    schemes = BY_KIND["local"].schemes
 
     def __init__(
         self,

@@ -8,25 +8,30 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
+from ..backends import BY_KIND
 from ..errors import AlreadyExistsError, NotFoundError, check_size
+from ..payload import Payload, read_payload
 from ..rawstore import (
     DEFAULT_OPTIONS,
-    BaseStore,
     ByteStream,
     Cursor,
     ListEntry,
     Metadata,
     Options,
-    Payload,
     check_range,
-    read_payload,
 )
 from ..reference import DataReference, escape_key
+from .base import BaseStore
 
-__all__ = ["MemoryStore"]
+if TYPE_CHECKING:
+    from ..config import Config
+
+__all__ = ["MemoryStore", "from_config"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +41,10 @@ class _Object:
 
 
 class MemoryStore(BaseStore):
-    schemes = ("mem",)
+    """Objects in a dict: ``mem://<container>/<key>`` (and scheme-less ``/a/b``, as Flyte's
+    in-memory store takes). No I/O, so the stack adds no retries or metrics around it."""
+
+    schemes = BY_KIND["mem"].schemes
     accepts_no_scheme = True
 
     def __init__(self, *, container: str = "", multicontainer: bool = True) -> None:
@@ -157,3 +165,16 @@ class MemoryStore(BaseStore):
             i += 1
         more = i < len(keys) and keys[i][0] == container and keys[i][1].startswith(prefix)
         return entries, (Cursor.at(last) if more and entries else Cursor.end())
+
+
+def from_config(
+    settings: Mapping[str, str],
+    *,
+    container: str,
+    multicontainer: bool,
+    config: Config,
+    field: str,
+    signed_url_override: Mapping[str, str] | None = None,
+) -> MemoryStore:
+    """A memory store for a config (``type: mem``); it has no settings."""
+    return MemoryStore(container=container, multicontainer=multicontainer)

@@ -35,6 +35,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 
+from ..backends import BY_KIND
 from ..errors import (
     AlreadyExistsError,
     ConfigError,
@@ -47,22 +48,21 @@ from ..errors import (
     UnsupportedError,
     map_exceptions,
 )
+from ..payload import Payload, read_payload
 from ..rawstore import (
     DEFAULT_OPTIONS,
-    BaseStore,
     ByteStream,
     Cursor,
     ListEntry,
     Metadata,
     Options,
-    Payload,
     SignedURLProperties,
     SignedURLResponse,
     check_range,
-    read_payload,
 )
 from ..reference import DataReference
 from ._http import http_settings
+from .base import BaseStore
 
 if TYPE_CHECKING:
     from ..config import Config, RedisConfig
@@ -202,7 +202,7 @@ class RedisStore(BaseStore):
     (``ssl=True`` and friends).
     """
 
-    schemes = ("redis",)
+    schemes = BY_KIND["redis"].schemes
     #: The largest value a write accepts (Redis' own limit); a test may lower it on an instance.
     max_value_size = REDIS_MAX_VALUE
 
