@@ -107,7 +107,8 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "Copy SRC to DST (any scheme to any scheme; server-side within a backend, streamed\n"
         "across backends). With several sources, or a DST ending in '/', each source is copied\n"
         "below DST under its own name. With -r, every object under the SRC prefix is copied\n"
-        "below the DST prefix, with bounded concurrency and retries of transient errors.\n"
+        "below the DST prefix, with bounded concurrency. Transient errors are retried per the\n"
+        "config's retries section (retries.maxAttempts attempts per object in all).\n"
         "Progress goes to standard error: a bar on a terminal, plain lines when piped.",
         "examples:\n"
         "  flytestore cp s3://bucket/a.txt gs://other/b.txt\n"

@@ -25,6 +25,7 @@ from typing import Any, TypeAlias
 import yaml
 
 from .errors import ConfigError, InvalidArgumentError
+from .retry import DEFAULT_RETRIES
 
 __all__ = [
     "KINDS",
@@ -160,14 +161,16 @@ class RetriesConfig:
     connections) are retried with exponential backoff and full jitter; never a 4xx.
 
     ``maxAttempts`` counts the first try (1 disables retries); no retry starts once
-    ``totalTimeout`` has passed since the first attempt (0: no time budget). Delays are seconds or
-    Go durations (``100ms``).
+    ``totalTimeout`` has passed since the first failure (0: no time budget). Delays are seconds or
+    Go durations (``100ms``). The defaults are ``retry.DEFAULT_RETRIES``'s, the library's only ones.
+    These retries are the only ones: every DataStore call, and every object of ``copy_many`` and
+    ``sync``, makes at most ``maxAttempts`` attempts.
     """
 
-    max_attempts: int = 4
-    base_delay: float = 0.1
-    max_delay: float = 5.0
-    total_timeout: float = 30.0
+    max_attempts: int = DEFAULT_RETRIES.attempts
+    base_delay: float = DEFAULT_RETRIES.base_delay
+    max_delay: float = DEFAULT_RETRIES.max_delay
+    total_timeout: float = DEFAULT_RETRIES.total_timeout or 0.0
 
 
 @dataclass(repr=False)

@@ -43,6 +43,7 @@ from .rawstore import (
     SignedURLResponse,
 )
 from .reference import DataReference, construct_reference
+from .retry import RetryPolicy
 from .stores import SchemeFactory, build_primary
 
 __all__ = ["DataStore", "build_stack"]
@@ -203,6 +204,12 @@ class DataStore:
     @property
     def router(self) -> RoutingStore:
         return self._current().router
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """How this store's backends retry transient errors (the config's ``retries`` section):
+        what ``copy_many`` and ``sync`` count each object's attempts against."""
+        return RetryPolicy.from_config(self.config.retries)
 
     # -- raw bytes ------------------------------------------------------------------------------
     # While open, these are bound to the stack's own methods (see _use) and cost no call of their

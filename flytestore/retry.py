@@ -1,15 +1,24 @@
-"""Retries of transient failures: one policy, one loop, shared by the store stack and bulk transfers.
+"""Retries of transient failures: one policy, one counter, one loop.
 
 Only ``TransientError`` (timeouts, throttling, 5xx, dropped connections) is retried, never a 4xx
 or any other error. Delays grow exponentially with full jitter; a total time budget stops new
-attempts once it has passed since the first one.
+attempts once it has passed since the first failure.
+
+The store stack owns retries: each backend's ``ResilientStore`` retries per the config's
+``retries`` section (``RetryPolicy.from_config``), whose defaults are ``RetryPolicy``'s own (the
+one default, ``DEFAULT_RETRIES``). Work that spans several stack calls for one object (a bulk
+transfer's copy, which may re-run a streamed cross-backend copy the stack cannot replay) runs
+``with sharing(retries):``; every retry made inside it, by any layer, is counted by that one
+``Retries``, so the object sees at most ``policy.attempts`` attempts in all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
@@ -18,7 +27,7 @@ from .errors import TransientError
 if TYPE_CHECKING:
     from .config import RetriesConfig
 
-__all__ = ["DEFAULT_RETRIES", "NO_RETRY", "Retries", "RetryPolicy", "retrying"]
+__all__ = ["DEFAULT_RETRIES", "NO_RETRY", "Retries", "RetryPolicy", "policy_of", "retrying", "sharing"]
 
 T = TypeVar("T")
 
@@ -28,14 +37,15 @@ class RetryPolicy:
     """Retries of ``TransientError`` only: exponential backoff with full jitter.
 
     ``attempts`` counts the first try. No retry starts once ``total_timeout`` seconds have passed
-    since the first failure, or since the start of the whole task when the caller passes a
-    deadline (None: no time budget).
+    since the first failure, or since the deadline the caller passes (None: no time budget).
+    These defaults are the library's only ones: the config's ``retries`` section
+    (``RetriesConfig``) takes its defaults from them.
     """
 
-    attempts: int = 5
+    attempts: int = 4
     base_delay: float = 0.1
     max_delay: float = 5.0
-    total_timeout: float | None = 60.0
+    total_timeout: float | None = 30.0
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
@@ -64,7 +74,16 @@ class RetryPolicy:
         return asyncio.get_running_loop().time() + self.total_timeout
 
     def start(self, deadline: float | None = None) -> Retries:
-        """The retries of one operation: ``await retries.wait()`` before each one."""
+        """The retries of one operation: ``await retries.wait()`` before each one.
+
+        Inside ``sharing(counter)``, a policy that retries at all (``attempts`` > 1) returns that
+        counter instead of a new one, so the operation's retries count against the budget of the
+        object being worked on. A policy of one attempt never retries, shared budget or not.
+        """
+        if self.attempts > 1:
+            shared = _SHARED.get()
+            if shared is not None:
+                return shared
         return Retries(self, deadline)
 
 
@@ -95,8 +114,38 @@ class Retries:
 
 
 NO_RETRY = RetryPolicy(attempts=1)
-#: Bulk transfers' default: five attempts within a minute.
+#: The default policy, and the defaults of the config's ``retries`` section: four attempts,
+#: backoff from 100 ms capped at 5 s, no retry starting 30 s after the first failure.
 DEFAULT_RETRIES = RetryPolicy()
+
+#: The counter of the object being worked on, when a caller shares one (see ``sharing``).
+_SHARED: ContextVar[Retries | None] = ContextVar("flytestore_shared_retries", default=None)
+
+
+@contextlib.contextmanager
+def sharing(retries: Retries) -> Iterator[Retries]:
+    """Count every retry made within the block (by this task, and by the tasks it starts) with
+    ``retries``: the stack's retries of each call and the caller's own, so that all the attempts
+    at one object stay within one budget. Blocks do not nest: the innermost counter applies."""
+    token = _SHARED.set(retries)
+    try:
+        yield retries
+    finally:
+        _SHARED.reset(token)
+
+
+def policy_of(store: object) -> RetryPolicy | None:
+    """The retry policy of a store stack: the ``retry_policy`` of the store (a ``DataStore``, a
+    ``ResilientStore``) or of the first layer below it (``inner``) that has one; None when there
+    is none to find (a bare backend, which retries by itself or not at all)."""
+    seen = 0
+    while store is not None and seen < 64:
+        policy = getattr(store, "retry_policy", None)
+        if isinstance(policy, RetryPolicy):
+            return policy
+        store = getattr(store, "inner", None)
+        seen += 1
+    return None
 
 
 async def retrying(

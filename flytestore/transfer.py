@@ -1,10 +1,17 @@
 """Bulk transfer: ``copy_many`` and ``sync`` between any two references, through one store.
 
 Owns the job engine shared by both: bounded concurrency (objects in flight), a byte budget shared
-by the whole job, retries of transient errors (exponential backoff, full jitter, a total time
-budget), progress reporting, the ``Summary`` of a job, and prompt cancellation. Each object is
-copied by the store's ``copy_raw`` (server-side within a backend, streamed across backends), which
-never leaves a partial destination; a failed object is reported in the summary, never skipped.
+by the whole job, progress reporting, the ``Summary`` of a job, and prompt cancellation. Each
+object is copied by the store's ``copy_raw`` (server-side within a backend, streamed across
+backends), which never leaves a partial destination; a failed object is reported in the summary,
+never skipped.
+
+Retries belong to the store stack (its ``ResilientStore``s, per the config's ``retries``
+section): heads, deletes and copies are not retried here on top of it. The one exception is a
+copy the stack cannot replay, a stream from one backend into another that failed with a
+``TransientError``: the whole copy runs again. Each object's copy runs under one ``Retries``
+counter (``retry.sharing``) that the stack's own retries of it draw on too, so an object sees at
+most ``attempts`` attempts whichever way it fails.
 """
 
 from __future__ import annotations
@@ -15,10 +22,10 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, I
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from .errors import NotFoundError
+from .errors import NotFoundError, TransientError
 from .rawstore import ListEntry, Metadata, Options
 from .reference import escape_key, split_reference
-from .retry import DEFAULT_RETRIES, RetryPolicy, retrying
+from .retry import Retries, RetryPolicy, policy_of, sharing
 
 __all__ = [
     "ByteBudget",
@@ -168,7 +175,7 @@ class _Job:
         *,
         concurrency: int,
         max_bytes_in_flight: int,
-        retries: RetryPolicy,
+        retries: RetryPolicy | None,
         progress: Callable[[Progress], None] | None,
         skip_unchanged: bool,
     ) -> None:
@@ -186,9 +193,6 @@ class _Job:
         self.bytes_total = 0
         self._fatal: BaseException | None = None
 
-    def _deadline(self) -> float | None:
-        return self.retries.deadline()
-
     def _report(self) -> None:
         if self.progress is not None:
             self.progress(
@@ -201,8 +205,8 @@ class _Job:
                 )
             )
 
-    async def _unchanged(self, item: _Item, src: Metadata | ListEntry, deadline: float | None) -> bool:
-        dst = await retrying(self.retries, lambda: self.store.head(item.dst), deadline)
+    async def _unchanged(self, item: _Item, src: Metadata | ListEntry) -> bool:
+        dst = await self.store.head(item.dst)
         if not dst.exists or dst.size != src.size:
             return False
         src_meta = src if isinstance(src, Metadata) else None
@@ -221,25 +225,39 @@ class _Job:
         return True
 
     async def _copy(self, item: _Item) -> None:
-        deadline = self._deadline()
         source: Metadata | ListEntry
         if item.entry is not None:
             source = item.entry
         else:
-            source = await retrying(self.retries, lambda: self.store.head(item.src), deadline)
+            source = await self.store.head(item.src)
             if not source.exists:
                 raise NotFoundError(f"source [{item.src}] does not exist")
         self.bytes_total += source.size
-        if self.skip_unchanged and await self._unchanged(item, source, deadline):
+        if self.skip_unchanged and await self._unchanged(item, source):
             self.summary.skipped += 1
             return
         held = await self.budget.acquire(source.size)
         try:
-            meta = await retrying(self.retries, lambda: self.store.copy_raw(item.src, item.dst), deadline)
+            meta = await self._copy_object(item)
         finally:
             self.budget.release(held)
         self.summary.copied += 1
         self.summary.bytes += meta.size if meta.size else source.size
+
+    async def _copy_object(self, item: _Item) -> Metadata:
+        """``copy_raw`` under one retry budget for the object. The stack retries what it can
+        replay, drawing on the budget; what is left of it re-runs a copy the stack could not
+        replay (a stream between backends that failed), and is spent by then otherwise."""
+        if self.retries is None:  # no retry layer to share a budget with: the store is on its own
+            return await self.store.copy_raw(item.src, item.dst)
+        retries = Retries(self.retries)
+        with sharing(retries):
+            while True:
+                try:
+                    return await self.store.copy_raw(item.src, item.dst)
+                except TransientError:
+                    if not await retries.wait():
+                        raise
 
     async def _run_one(self, item: _Item, slots: asyncio.Semaphore) -> None:
         try:
@@ -299,7 +317,7 @@ class _Job:
 
     async def _delete_one(self, item: _Item, slots: asyncio.Semaphore) -> None:
         try:
-            await retrying(self.retries, lambda: self.store.delete(item.dst), self._deadline())
+            await self.store.delete(item.dst)
             self.summary.deleted += 1
         except NotFoundError:
             pass  # gone already: the goal holds
@@ -331,23 +349,28 @@ async def copy_many(
     *,
     concurrency: int = 32,
     max_bytes_in_flight: int = 256 * MiB,
-    retries: RetryPolicy = DEFAULT_RETRIES,
+    retries: RetryPolicy | None = None,
     progress: Callable[[Progress], None] | None = None,
 ) -> Summary:
     """Copy each ``(src, dst)`` pair through ``store`` (any scheme to any scheme).
 
     At most ``concurrency`` objects are in flight, holding at most ``max_bytes_in_flight`` bytes
     between them (by their sizes; one larger object holds the whole budget). Transient errors are
-    retried per ``retries``; any other failure is recorded in ``Summary.failed`` and the job goes
-    on. Cancelling the call cancels the copies in flight (none leaves a partial destination) and
-    starts no new ones.
+    retried by the store stack, per its ``retries`` section: each object sees at most
+    ``retries.maxAttempts`` attempts, a streamed cross-backend copy that failed being run again
+    whole within that budget (see the module doc). ``retries`` replaces the store's policy for
+    the copies of this job (the stack's retries inside them count against it; it never adds
+    attempts to them); None, the default, uses the store's (``retry.policy_of``); a bare store
+    with no retry layer is left to retry by itself, or not. An object that still fails is
+    recorded in ``Summary.failed`` and the job goes on. Cancelling the call cancels the copies in
+    flight (none leaves a partial destination) and starts no new ones.
     """
     start = time.perf_counter()
     job = _Job(
         store,
         concurrency=concurrency,
         max_bytes_in_flight=max_bytes_in_flight,
-        retries=retries,
+        retries=retries if retries is not None else policy_of(store),
         progress=progress,
         skip_unchanged=False,
     )
@@ -402,7 +425,7 @@ async def sync(
     delete: bool = False,
     concurrency: int = 32,
     max_bytes_in_flight: int = 256 * MiB,
-    retries: RetryPolicy = DEFAULT_RETRIES,
+    retries: RetryPolicy | None = None,
     progress: Callable[[Progress], None] | None = None,
 ) -> Summary:
     """Make ``dst_prefix`` mirror ``src_prefix``: copy what is missing or differs there.
@@ -411,14 +434,14 @@ async def sync(
     compared, the same MD5 or etag; when they cannot (different backends, or local files whose
     etag names a version, not content), a destination modified no earlier than the source counts
     as unchanged. With ``delete=True``, destination objects with no source counterpart are removed
-    once the copies are done.
+    once the copies are done. Retries and ``retries`` are as for ``copy_many``.
     """
     start = time.perf_counter()
     job = _Job(
         store,
         concurrency=concurrency,
         max_bytes_in_flight=max_bytes_in_flight,
-        retries=retries,
+        retries=retries if retries is not None else policy_of(store),
         progress=progress,
         skip_unchanged=True,
     )

@@ -26,8 +26,10 @@ from flytestore import (
     RetryPolicy,
     TransientError,
 )
+from flytestore.config import RetriesConfig
 from flytestore.layers.resilient import Budget
 from flytestore.rawstore import ByteStream, ListEntry
+from flytestore.retry import DEFAULT_RETRIES, Retries, policy_of, sharing
 
 from .servers_redis import RedisServer
 
@@ -349,3 +351,49 @@ async def test_a_listing_resumes_after_the_last_key_it_yielded() -> None:
         await inner.write_raw(ref, b"x")
     listed = [entry.ref async for entry in resilient(inner).list("mem://b/p")]
     assert listed == keys
+
+
+# -- one budget for the attempts at one object ----------------------------------------------------
+
+
+async def test_retries_inside_a_shared_budget_count_against_it() -> None:
+    """Inside ``sharing``, every retry of every operation is counted by the one counter: a
+    head that needed a retry leaves a read two more attempts of the policy's four, not four."""
+    inner = FlakyStore()
+    await inner.write_raw("mem://b/k", b"value")
+    inner.calls.clear()
+    store = resilient(inner)  # FAST: 4 attempts
+    inner.fail["head"] = [TransientError("503 SlowDown")]
+    inner.fail["read_bytes"] = [TransientError(f"503 SlowDown {i}") for i in range(10)]
+    with sharing(Retries(FAST)) as retries:
+        assert (await store.head("mem://b/k")).exists
+        with pytest.raises(TransientError):
+            await store.read_bytes("mem://b/k")
+    assert inner.calls == {"head": 2, "read_bytes": 3}  # 4 failed attempts in all
+    assert retries.count == 4
+    inner.calls.clear()
+    with pytest.raises(TransientError):
+        await store.read_bytes("mem://b/k")  # outside the block: a budget of its own
+    assert inner.calls["read_bytes"] == 4
+
+
+async def test_a_layer_that_does_not_retry_never_draws_on_a_shared_budget() -> None:
+    inner = FlakyStore()
+    inner.fail["head"] = [TransientError("503 SlowDown") for _ in range(5)]
+    with sharing(Retries(FAST)) as retries, pytest.raises(TransientError):
+        await resilient(inner, retries=RetryPolicy(attempts=1)).head("mem://b/k")
+    assert inner.calls["head"] == 1 and retries.count == 0
+
+
+def test_one_default_policy() -> None:
+    """The defaults are RetryPolicy's, once: the config's retries section and a DataStore's policy
+    are the same."""
+    assert RetryPolicy() == DEFAULT_RETRIES
+    assert RetryPolicy.from_config(RetriesConfig()) == DEFAULT_RETRIES
+    assert RetryPolicy.from_config(Config(type="mem").retries) == DEFAULT_RETRIES
+    assert DataStore(Config(type="mem")).retry_policy == DEFAULT_RETRIES
+    configured = DataStore(Config(type="mem", retries={"max_attempts": 3, "total_timeout": 0}))
+    assert configured.retry_policy == RetryPolicy(attempts=3, total_timeout=None)
+    assert policy_of(configured) == configured.retry_policy
+    assert policy_of(resilient(FlakyStore())) == FAST
+    assert policy_of(MemoryStore()) is None

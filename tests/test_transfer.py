@@ -28,8 +28,11 @@ from flytestore import (
     TransientError,
 )
 from flytestore.layers.base import Layer
-from flytestore.rawstore import stream_copy
+from flytestore.layers.resilient import ResilientStore
+from flytestore.rawstore import ListEntry, stream_copy
 from flytestore.transfer import ByteBudget, Progress, RetryPolicy, Summary, copy_many, sync
+
+from .test_resilient import FlakyStore
 
 FAST = RetryPolicy(attempts=5, base_delay=0.001, max_delay=0.005)
 
@@ -270,6 +273,127 @@ async def test_progress_callback_error_stops_the_job(tmp_path: Path) -> None:
 
         with pytest.raises(RuntimeError, match="callback failed"):
             await copy_many(store, [(s, s + "-copy") for s in srcs], concurrency=2, progress=boom)
+
+
+# -- one retry owner: the store stack ----------------------------------------------------------
+
+THREE = RetryPolicy(attempts=3, base_delay=0.0, max_delay=0.0, total_timeout=None)
+
+
+class BreaksMidway(FlakyStore):
+    """Takes the first chunk of each streamed write, then fails it with a TransientError
+    (``breaks`` times), as a connection reset mid-upload does."""
+
+    breaks = 1000
+
+    async def write_raw(
+        self, ref: str, data: object, size: int | None = None, options: Options | None = None
+    ) -> Metadata:
+        if self.breaks and isinstance(data, ByteStream):
+            self.calls["write_raw"] = self.calls.get("write_raw", 0) + 1
+            self.breaks -= 1
+            async for _chunk in data:
+                break
+            raise TransientError("connection reset mid-upload (simulated)")
+        return await super().write_raw(ref, data, size, options)
+
+
+class TwoBackends:
+    """Two stack backends (``mem://src/...`` and the rest), copied between as RoutingStore copies
+    across backends: streamed, which the stack cannot replay. ``retry_policy`` as a DataStore's."""
+
+    def __init__(self, src: ResilientStore, dst: ResilientStore, policy: RetryPolicy) -> None:
+        self.src, self.dst, self.retry_policy = src, dst, policy
+
+    def _of(self, ref: str) -> ResilientStore:
+        return self.src if ref == "mem://src" or ref.startswith("mem://src/") else self.dst
+
+    async def head(self, ref: str) -> Metadata:
+        return await self._of(ref).head(ref)
+
+    async def delete(self, ref: str) -> None:
+        await self._of(ref).delete(ref)
+
+    def list(self, ref: str, *, page_size: int = 1000) -> AsyncIterator[ListEntry]:
+        return self._of(ref).list(ref, page_size=page_size)
+
+    async def copy_raw(self, src: str, dst: str, *, options: Options | None = None) -> Metadata:
+        return await stream_copy(self._of(src), src, self._of(dst), dst, options)
+
+
+async def two_backends(breaks: int) -> tuple[TwoBackends, FlakyStore, BreaksMidway]:
+    src, dst = FlakyStore(), BreaksMidway()
+    dst.breaks = breaks
+    await src.write_raw("mem://src/k", content(0, 5000))
+    src.calls.clear()
+    return TwoBackends(ResilientStore(src, retries=THREE), ResilientStore(dst, retries=THREE), THREE), src, dst
+
+
+async def test_a_streamed_copy_that_fails_midway_is_retried_whole_within_max_attempts() -> None:
+    store, _, dst = await two_backends(breaks=1000)
+    summary = await copy_many(store, [("mem://src/k", "mem://dst/k")])
+    assert len(summary.failed) == 1 and isinstance(summary.failed[0].error, TransientError)
+    assert dst.calls["write_raw"] == 3  # the stack could not replay it: 3 whole copies, not 3 x 3
+    assert not (await dst.head("mem://dst/k")).exists
+
+    store, _, dst = await two_backends(breaks=2)
+    summary = await sync(store, "mem://src", "mem://dst")
+    assert summary.ok and summary.copied == 1
+    assert dst.calls["write_raw"] == 3  # two broken, the third whole
+    assert await dst.read_bytes("mem://dst/k") == content(0, 5000)
+
+
+async def test_the_stacks_retries_of_a_copy_count_against_its_budget() -> None:
+    """A copy whose source read the stack retried once has two attempts left, not three."""
+    store, src, dst = await two_backends(breaks=1000)
+    src.fail["read_raw"] = [TransientError("503 SlowDown")]
+    summary = await copy_many(store, [("mem://src/k", "mem://dst/k")])
+    assert len(summary.failed) == 1
+    assert src.calls["read_raw"] == 3  # 1 failed open, then one per copy
+    assert dst.calls["write_raw"] == 2  # 3 failed attempts in all
+
+
+async def test_a_server_side_copy_is_retried_by_the_stack_only() -> None:
+    """Within one backend the stack retries the copy; the transfer adds no attempt of its own."""
+    inner = FlakyStore()
+    await inner.write_raw("mem://b/src", b"x")
+    inner.fail["copy_raw"] = [TransientError(f"503 SlowDown {i}") for i in range(100)]
+    calls = 0
+    original = inner.copy_raw
+
+    async def counted(src: str, dst: str, *, options: Options | None = None) -> Metadata:
+        nonlocal calls
+        calls += 1
+        errors = inner.fail["copy_raw"]
+        if errors:
+            raise errors.pop(0)
+        return await original(src, dst, options=options)
+
+    inner.copy_raw = counted  # type: ignore[method-assign]
+    summary = await copy_many(ResilientStore(inner, retries=THREE), [("mem://b/src", "mem://b/dst")])
+    assert len(summary.failed) == 1 and calls == 3
+
+
+async def test_without_retries_the_datastore_policy_applies_and_is_not_multiplied(tmp_path: Path) -> None:
+    config = Config(
+        type="local", container="c", local={"path": str(tmp_path)}, retries={"max_attempts": 3, "base_delay": 0}
+    )
+    async with DataStore(config, scope=scope()) as store:
+        srcs = await fill(store, "mem://src", 2)
+        flaky = Failing(store, TransientError, failures=100)  # a layer above the stack: found below it
+        summary = await copy_many(flaky, [(s, s.replace("mem://src", "file://c/d")) for s in srcs])
+        assert len(summary.failed) == 2 and flaky.attempts == dict.fromkeys(srcs, 3)
+        flaky = Failing(store, TransientError, failures=100)
+        summary = await sync(flaky, "mem://src", "file://c/d")
+        assert len(summary.failed) == 2 and flaky.attempts == dict.fromkeys(srcs, 3)
+
+
+async def test_a_bare_store_is_not_retried_by_the_transfer() -> None:
+    inner = MemoryStore()
+    await inner.write_raw("mem://b/src", b"x")
+    flaky = Failing(inner, TransientError, failures=100)
+    summary = await copy_many(flaky, [("mem://b/src", "mem://b/dst")])
+    assert len(summary.failed) == 1 and flaky.attempts == {"mem://b/src": 1}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,10 +10,13 @@ connection cut it. The registry wraps every backend but the memory store in one 
   that copies streams into writes cannot deadlock the budget), ``list`` while each entry is
   fetched.
 - **Retries** of ``TransientError`` only (timeouts, throttling, 5xx, dropped connections; never a
-  4xx), per a ``RetryPolicy``. A write is retried only when its payload can be sent again (bytes)
-  and it is not create-only: a lost response to a create-only write that succeeded would turn
-  into a false ``AlreadyExistsError``. A ``delete`` retried after a lost response finds nothing,
-  which counts as done.
+  4xx), per a ``RetryPolicy`` (``retry_policy``; from the config's ``retries`` section). This is
+  the one place a stack retries: an operation makes at most ``attempts`` attempts. Inside
+  ``retry.sharing(counter)`` (a bulk transfer's copy of one object) the retries are counted by
+  that counter, which the caller's own whole-object retries also draw on. A write is retried
+  only when its payload can be sent again (bytes) and it is not create-only: a lost response to
+  a create-only write that succeeded would turn into a false ``AlreadyExistsError``. A
+  ``delete`` retried after a lost response finds nothing, which counts as done.
 - **Resumable reads.** When a stream fails transiently mid-body, the rest is fetched with a range
   read and its etag compared with the first response's: a changed object raises
   ``PreconditionFailedError`` rather than splicing two versions. Streams without an etag (so
@@ -128,12 +131,17 @@ class ResilientStore(Layer):
     def __repr__(self) -> str:
         return f"ResilientStore({self.inner!r}, {self.budget!r})"
 
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The policy this layer retries by (what ``retry.policy_of`` finds)."""
+        return self.retries
+
     async def _guarded(self, call: Callable[[], Awaitable[T]], *, retry: bool = True) -> T:
         """``call()`` under a slot, retried: the path of the operations without a fast path."""
         budget = self.budget
         await budget.acquire()
         try:
-            return await retrying(self.retries if retry else NO_RETRY, call)
+            return await (retrying(self.retries, call) if retry else call())
         finally:
             budget.release()
 
