@@ -655,6 +655,139 @@ async def test_failed_part_aborts(either: S3Store, monkeypatch: pytest.MonkeyPat
     assert await uploads(store) == []
 
 
+def record_part_sizes(store: S3Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every UploadPart the store sends, in the order they are sent."""
+    sizes: list[int] = []
+    api_class = type(store.api)
+    original = api_class.upload_part
+
+    async def recording(self: Any, bucket: str, key: str, upload_id: str, number: int, body: bytes) -> Any:
+        sizes.append(len(body))
+        return await original(self, bucket, key, upload_id, number, body)
+
+    monkeypatch.setattr(api_class, "upload_part", recording)
+    return sizes
+
+
+async def test_reused_producer_buffer_is_stored_as_yielded(store: S3Store) -> None:
+    """A producer refilling one bytearray (and read-only views of it) across part boundaries."""
+    buf = bytearray(700 * KiB)
+    sent: list[bytes] = []
+
+    async def refilling() -> AsyncIterator[bytearray | memoryview]:
+        for i in range(16):  # ~11 MiB: three parts
+            buf[:] = bytes([i]) * len(buf)
+            sent.append(bytes(buf))
+            yield buf if i % 2 else memoryview(buf).toreadonly()
+
+    r = ref(store, "refilled")
+    meta = await store.write_raw(r, refilling())
+    assert meta.etag.endswith("-3") and meta.size == 16 * 700 * KiB
+    assert await read(store, r) == b"".join(sent)
+
+
+async def test_unknown_length_parts_grow_to_fit_the_part_limit(store: S3Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(s3_module, "MAX_PARTS", 4)  # the size doubles every part
+    sizes = record_part_sizes(store, monkeypatch)
+    r = ref(store, "growing")
+    total = PART + 2 * PART + MiB
+    meta = await store.write_raw(r, blocks(total))
+    assert sizes == [PART, 2 * PART, MiB]
+    assert meta.size == total and meta.etag.endswith("-3")
+    assert await read(store, r) == expected(total)
+    assert await uploads(store) == []
+
+
+async def test_stream_past_the_part_limit_is_refused_and_leaves_nothing(
+    store: S3Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(s3_module, "MAX_PARTS", 2)
+    r = ref(store, "too-many-parts")
+    with pytest.raises(InvalidArgumentError, match="more than 2 parts"):
+        await store.write_raw(r, blocks(PART + 2 * PART + MiB))
+    assert not (await store.head(r)).exists
+    assert await uploads(store) == []
+
+
+async def test_declared_size_fixes_parts_that_fit_the_limit(store: S3Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(s3_module, "MAX_PARTS", 2)
+    sizes = record_part_sizes(store, monkeypatch)
+    r = ref(store, "declared-fits")
+    meta = await store.write_raw(r, blocks(BIG), size=BIG)  # half of BIG, rounded up to a MiB: 6 MiB
+    assert sizes == [6 * MiB, BIG - 6 * MiB]
+    assert meta.etag.endswith("-2") and meta.size == BIG
+    assert await read(store, r) == expected(BIG)
+
+
+async def test_cancelled_completion_still_commits_whole(store: S3Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the parts are up, a cancellation does not cut CompleteMultipartUpload short: the
+    object is committed whole, no upload is left, and the cancellation is raised afterwards."""
+    api_class = type(store.api)
+    original = api_class.complete
+    completing = asyncio.Event()
+
+    async def slow_complete(self: Any, *args: Any) -> Any:
+        completing.set()
+        await asyncio.sleep(0.2)
+        return await original(self, *args)
+
+    monkeypatch.setattr(api_class, "complete", slow_complete)
+    r = ref(store, "completing")
+    task = asyncio.create_task(store.write_raw(r, blocks(BIG)))
+    await completing.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert (await store.head(r)).size == BIG
+    assert await read(store, r) == expected(BIG)
+    assert await uploads(store) == []
+
+
+async def test_part_copies_are_bounded_and_a_failed_one_aborts(
+    s3_server: MotoS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = unique_bucket()
+    store = S3Store(
+        s3_server.settings(), container=bucket, copy_threshold=PART, copy_part_size=PART, max_parts_in_flight=2
+    )
+    async with store:
+        src = ref(store, "src")
+        data = os.urandom(3 * PART + 1)
+        await store.write_raw(src, data)
+        api_class = type(store.api)
+        original = api_class.upload_part_copy
+        active = peak = 0
+        fail_part: int | None = None
+
+        async def counting(self: Any, bucket: str, key: str, upload_id: str, number: int, *rest: Any) -> Any:
+            nonlocal active, peak
+            active += 1
+            peak = max(peak, active)
+            try:
+                await asyncio.sleep(0.01)
+                if number == fail_part:
+                    raise ClientError(
+                        {"Error": {"Code": "InternalError"}, "ResponseMetadata": {"HTTPStatusCode": 500}},
+                        "UploadPartCopy",
+                    )
+                return await original(self, bucket, key, upload_id, number, *rest)
+            finally:
+                active -= 1
+
+        monkeypatch.setattr(api_class, "upload_part_copy", counting)
+        meta = await store.copy_raw(src, ref(store, "copied"))
+        assert meta.size == len(data) and meta.etag.endswith("-4")
+        assert peak == 2
+        assert await read(store, ref(store, "copied")) == data
+
+        fail_part = 3
+        with pytest.raises(TransientError):
+            await store.copy_raw(src, ref(store, "not-copied"))
+        assert not (await store.head(ref(store, "not-copied"))).exists
+        assert await uploads(store) == []
+        await drop_bucket(store, bucket)
+
+
 # -- missing buckets ---------------------------------------------------------------------------------
 
 

@@ -8,15 +8,21 @@ flytestore tree (``_map_error``).
 
 Behaviour worth knowing:
 
-- A write of known size up to ``part_size`` (8 MiB) is one ``PutObject``. Anything larger, or a
-  stream that turns out larger, becomes a multipart upload of ``part_size`` parts with at most
-  ``max_parts_in_flight`` parts uploading at once, so a write holds about
+- Writes go through the one write pipeline (``flytestore.parts``): a write of at most one
+  ``part_size`` (8 MiB) part is one ``PutObject``; anything larger, or a stream that turns out
+  larger, becomes a multipart upload (``_Multipart``) of ``part_size`` parts (grown to fit S3's
+  10,000 parts by ``parts.PartSizes``: once from the declared size, else step by step as a
+  stream of unknown length goes on) with at most ``max_parts_in_flight`` parts uploading at
+  once, so a write holds about
   ``(max_parts_in_flight + 1) * part_size`` bytes whatever the object size (32 MiB by default:
   3 parts in flight; up to twice the in-flight share on Python 3.11, whose socket transports copy
   what a send leaves over). A 2 GiB local->S3 copy peaked at 79 MiB above baseline with 3 parts in
   flight, 95-118 MiB with 4 (``benchmarks/bench_transfer.py``). The upload is aborted on any failure or
-  cancellation (the abort is shielded from cancellation, and ``aclose`` waits for it), and
-  completed only after the whole stream was read and its declared size checked.
+  cancellation, and completed only after the whole stream was read and its declared size
+  checked; completion and abort run to their end even when the write is cancelled (an upload
+  whose creation was cancelled is aborted in the background once its id arrives, and ``aclose``
+  waits for that). Server-side part copies keep their parts in flight with the pipeline's
+  ``BoundedParts``.
 - ``if_not_exists`` sends ``If-None-Match: *`` on ``PutObject`` and ``CompleteMultipartUpload``,
   so the server decides atomically. Copies also send it (when the installed botocore knows
   CopyObject's), and check the destination first for servers that ignore it there (moto does;
@@ -44,7 +50,7 @@ import contextlib
 import functools
 import logging
 import math
-from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -81,11 +87,11 @@ from ..errors import (
     TransientError,
     map_exceptions,
 )
+from ..parts import BoundedParts, PartSizes, nbytes, settle, write_multipart
 from ..rawstore import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_OPTIONS,
     BaseStore,
-    BytesLike,
     ByteStream,
     Cursor,
     ListEntry,
@@ -98,6 +104,7 @@ from ..rawstore import (
     check_range,
     iter_payload,
 )
+from ..units import GiB, MiB
 from ._http import http_settings
 from ._s3lean import LeanS3, UseFullPath, lean_unsupported
 
@@ -108,18 +115,15 @@ __all__ = ["S3Settings", "S3Store", "from_config", "parse_settings"]
 
 logger = logging.getLogger(__name__)
 
-MiB = 1024 * 1024
-GiB = 1024 * MiB
-
 #: Part size of multipart uploads, and the largest write sent as a single PutObject. 8 MiB is
 #: the common S3 client default (s3transfer, object_store); parts may not be under 5 MiB.
 DEFAULT_PART_SIZE = 8 * MiB
 MIN_PART_SIZE = 5 * MiB
 MAX_PART_SIZE = 5 * GiB
+#: S3's limit of parts per upload. Without a declared size the part size grows as the stream goes
+#: on (``parts.PartSizes``), so a stream of unknown length fits within it while small uploads
+#: keep small parts.
 MAX_PARTS = 10_000
-#: Without a declared size the part size doubles every this many parts, so a stream of unknown
-#: length can reach ~8 TiB within S3's 10,000 parts while small uploads keep small parts.
-_PARTS_PER_SIZE_STEP = 1000
 DEFAULT_PARTS_IN_FLIGHT = 3
 #: CopyObject's limit; larger copies go part by part (UploadPartCopy).
 COPY_OBJECT_MAX = 5 * GiB
@@ -697,20 +701,6 @@ def _object_params(options: Options) -> dict[str, Any]:
     return params
 
 
-def _nbytes(chunk: BytesLike) -> int:
-    return chunk.nbytes if isinstance(chunk, memoryview) else len(chunk)
-
-
-def _join(parts: list[BytesLike]) -> bytes:
-    if len(parts) == 1 and type(parts[0]) is bytes:
-        return parts[0]
-    return b"".join(parts)
-
-
-def _immutable(chunk: BytesLike) -> bool:
-    return isinstance(chunk, bytes) or (isinstance(chunk, memoryview) and chunk.readonly)
-
-
 class _Body:
     """The chunks of a GET's body, each at most ``chunk_size`` bytes (aiohttp hands over what
     has arrived, typically up to 256 KiB). Closing releases the connection."""
@@ -746,74 +736,72 @@ class _Body:
 # Multipart uploads
 
 
-class _Upload:
-    """One multipart upload in progress: numbered parts, at most ``in_flight`` uploading at once."""
+class _Multipart:
+    """One multipart upload, as ``parts.write_multipart`` drives it (its ``Upload``): a part is an
+    UploadPart, completion a CompleteMultipartUpload (``If-None-Match: *`` for a create-only
+    write) returning the written object's metadata, and abort an AbortMultipartUpload."""
 
-    def __init__(
-        self, api: _S3Api, bucket: str, key: str, upload_id: str, *, in_flight: int, part_size: int, fixed: bool
-    ) -> None:
+    __slots__ = ("api", "bucket", "key", "options", "size", "upload_id")
+
+    def __init__(self, api: _S3Api, bucket: str, key: str, upload_id: str, options: Options) -> None:
         self.api = api
         self.bucket = bucket
         self.key = key
         self.upload_id = upload_id
-        self.in_flight = in_flight
-        self._base_part_size = part_size
-        self._fixed = fixed
-        self._tasks: set[asyncio.Task[_Resp]] = set()
-        self._parts: list[_Resp] = []
-        self._next = 1
+        self.options = options
+        #: Bytes in the parts uploaded so far.
+        self.size = 0
 
-    @property
-    def part_size(self) -> int:
-        """The size of the next part."""
-        if self._fixed:
-            return self._base_part_size
-        step = (self._next - 1) // _PARTS_PER_SIZE_STEP
-        return min(self._base_part_size << step, MAX_PART_SIZE)
+    async def put_part(self, number: int, data: bytes, last: bool) -> _Resp:
+        part = await self.api.upload_part(self.bucket, self.key, self.upload_id, number, data)
+        self.size += len(data)
+        return part
 
-    def _reap(self, done: set[asyncio.Task[_Resp]]) -> None:
-        for task in done:
-            self._tasks.discard(task)
-            self._parts.append(task.result())  # re-raises a failed part
+    async def complete(self, parts: list[_Resp]) -> Metadata:
+        if_none_match = self.options.if_not_exists
+        resp = await self.api.complete(self.bucket, self.key, self.upload_id, parts, if_none_match)
+        return _written(resp, self.size, self.options)
 
-    async def _wait_one(self) -> None:
-        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
-        self._reap(done)
-
-    async def submit(self, body: bytes) -> None:
-        """Start uploading the next part, after waiting for a free slot."""
-        self._reap({task for task in self._tasks if task.done()})  # fail fast on an earlier part
-        while len(self._tasks) >= self.in_flight:
-            await self._wait_one()
-        if self._next > MAX_PARTS:
-            raise InvalidArgumentError(f"the object needs more than {MAX_PARTS} parts, the most S3 accepts")
-        number, self._next = self._next, self._next + 1
-        self._tasks.add(
-            asyncio.ensure_future(self.api.upload_part(self.bucket, self.key, self.upload_id, number, body))
-        )
-
-    async def submit_copy(self, source: Mapping[str, str], byte_range: str) -> None:
-        while len(self._tasks) >= self.in_flight:
-            await self._wait_one()
-        number, self._next = self._next, self._next + 1
-        call = self.api.upload_part_copy(self.bucket, self.key, self.upload_id, number, source, byte_range)
-        self._tasks.add(asyncio.ensure_future(call))
-
-    async def complete(self, if_none_match: bool) -> _Resp:
-        while self._tasks:
-            await self._wait_one()
-        parts = sorted(self._parts, key=lambda part: int(part["PartNumber"]))
-        return await self.api.complete(self.bucket, self.key, self.upload_id, parts, if_none_match)
-
-    async def discard(self) -> None:
-        """Stop the parts still uploading and abort the upload; never raises (it runs while
-        another error propagates)."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+    async def abort(self) -> None:
+        """Drop the upload's parts; never raises (it runs while another error propagates)."""
         with contextlib.suppress(Exception):
             await self.api.abort(self.bucket, self.key, self.upload_id)
+
+
+class _PartCopies(_Multipart):
+    """A multipart upload whose parts are copied server-side (UploadPartCopy): part ``n`` is the
+    ``n``-th ``part_size`` bytes of ``source``, so a part carries no data of its own."""
+
+    __slots__ = ("part_size", "source", "source_size")
+
+    def __init__(
+        self,
+        api: _S3Api,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        options: Options,
+        *,
+        source: Mapping[str, str],
+        source_size: int,
+        part_size: int,
+    ) -> None:
+        super().__init__(api, bucket, key, upload_id, options)
+        self.source = source
+        self.source_size = source_size
+        self.part_size = part_size
+
+    @property
+    def count(self) -> int:
+        return math.ceil(self.source_size / self.part_size)
+
+    async def put_part(self, number: int, data: bytes, last: bool) -> _Resp:
+        start = (number - 1) * self.part_size
+        end = min(start + self.part_size, self.source_size)
+        byte_range = f"bytes={start}-{end - 1}"
+        part = await self.api.upload_part_copy(self.bucket, self.key, self.upload_id, number, self.source, byte_range)
+        self.size += end - start
+        return part
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1030,7 +1018,8 @@ class S3Store(BaseStore):
     async def write_raw(
         self, ref: str, data: Payload, size: int | None = None, options: Options | None = None
     ) -> Metadata:
-        """Write ``data``: one PutObject when it fits ``part_size``, else a multipart upload.
+        """Write ``data``: one PutObject when it fits one part, else a multipart upload
+        (``parts.write_multipart``).
 
         A failed, cancelled or mis-sized write commits nothing and leaves no parts behind.
         """
@@ -1038,10 +1027,18 @@ class S3Store(BaseStore):
         options = options or DEFAULT_OPTIONS
         if size is not None:
             size = check_declared(data, size)  # a bad size is refused before anything is sent
-        if size is None and isinstance(data, _BYTES_TYPES) and _nbytes(data) <= self.part_size:
+        if size is None and isinstance(data, _BYTES_TYPES) and nbytes(data) <= self.part_size:
             body = data if type(data) is bytes else bytes(data)
             return await self._put(ref, bucket, key, body, options)
-        return await self._write_stream(ref, bucket, key, data, size, options)
+        sizes = PartSizes(self.part_size, max_parts=MAX_PARTS, max_part_size=MAX_PART_SIZE, total=size)
+        with _errors(f"write [{ref}]", create=options.if_not_exists):
+            return await write_multipart(
+                iter_payload(data, size, sizes.of(0)),
+                sizes,
+                max_parts_in_flight=self.max_parts_in_flight,
+                start=functools.partial(self._start_upload, ref, bucket, key, options),
+                single=functools.partial(self._put, ref, bucket, key, options=options),
+            )
 
     async def _put(self, ref: str, bucket: str, key: str, body: bytes, options: Options) -> Metadata:
         params = _object_params(options)
@@ -1052,77 +1049,25 @@ class S3Store(BaseStore):
             resp = await self._with_bucket(api, bucket, functools.partial(api.put, bucket, key, body, params))
         return _written(resp, len(body), options)
 
-    def _part_size(self, declared: int | None) -> tuple[int, bool]:
-        """The part size of an upload and whether it is fixed (declared size) or grows."""
-        if declared is None:
-            return self.part_size, False
-        needed = math.ceil(declared / MAX_PARTS)
-        return max(self.part_size, math.ceil(needed / MiB) * MiB), True
-
-    async def _write_stream(
-        self, ref: str, bucket: str, key: str, data: Payload, size: int | None, options: Options
-    ) -> Metadata:
-        part_size, fixed = self._part_size(size)
-        pending: list[BytesLike] = []
-        pending_size = 0
-        total = 0
-        upload: _Upload | None = None
-        with _errors(f"write [{ref}]", create=options.if_not_exists):
-            try:
-                payload = cast("AsyncGenerator[BytesLike, None]", iter_payload(data, size, part_size))
-                async with contextlib.aclosing(payload) as chunks:
-                    async for chunk in chunks:
-                        if isinstance(chunk, memoryview) and (chunk.ndim != 1 or chunk.itemsize != 1):
-                            chunk = chunk.tobytes()
-                        n = _nbytes(chunk)
-                        total += n
-                        # A full part goes out only once more data follows it, so a stream of
-                        # at most one part stays a single PutObject.
-                        while pending_size + n > part_size:
-                            take = part_size - pending_size
-                            view = memoryview(chunk)
-                            pending.append(view[:take])
-                            if upload is None:
-                                upload = await self._start_upload(ref, bucket, key, options, part_size, fixed)
-                            await upload.submit(_join(pending))
-                            pending, pending_size = [], 0
-                            chunk, n = view[take:], n - take
-                            part_size = upload.part_size
-                        if n:
-                            # Held across the next chunk: copy what the producer may reuse.
-                            pending.append(chunk if _immutable(chunk) else bytes(chunk))
-                            pending_size += n
-                if upload is None:
-                    return await self._put(ref, bucket, key, _join(pending) if pending else b"", options)
-                await upload.submit(_join(pending))
-                resp = await upload.complete(options.if_not_exists)
-            except BaseException:
-                if upload is not None:
-                    # Shielded: a second cancellation cannot skip the abort (aclose waits for it).
-                    await asyncio.shield(self._spawn(upload.discard()))
-                raise
-        return _written(resp, total, options)
-
-    async def _start_upload(
-        self, ref: str, bucket: str, key: str, options: Options, part_size: int, fixed: bool
-    ) -> _Upload:
+    async def _start_upload(self, ref: str, bucket: str, key: str, options: Options) -> _Multipart:
         api = self.api
         if options.if_not_exists and await self._head(api, bucket, key) is not None:
             # Fail before uploading gigabytes; the completion is conditional anyway.
             raise AlreadyExistsError(f"cannot write [{ref}]: the object already exists")
-        params = _object_params(options)
+        upload_id = await self._create_upload(api, bucket, key, _object_params(options))
+        return _Multipart(api, bucket, key, upload_id, options)
+
+    async def _create_upload(self, api: _S3Api, bucket: str, key: str, params: Mapping[str, Any]) -> str:
+        """CreateMultipartUpload; if cancelled meanwhile, the upload is aborted once its id arrives."""
         create = asyncio.ensure_future(
             self._with_bucket(api, bucket, functools.partial(api.create_multipart, bucket, key, params))
         )
         try:
-            upload_id = await asyncio.shield(create)
+            return str(await asyncio.shield(create))
         except asyncio.CancelledError:
             # The upload may exist on the server already: abort it once its id arrives.
             self._spawn(_abort_when_created(api, bucket, key, create))
             raise
-        return _Upload(
-            api, bucket, key, upload_id, in_flight=self.max_parts_in_flight, part_size=part_size, fixed=fixed
-        )
 
     # -- delete ---------------------------------------------------------------------------------
 
@@ -1149,12 +1094,14 @@ class S3Store(BaseStore):
         api = self.api
         copy_source = {"Bucket": src_bucket, "Key": src_key}
         replace = bool(options.metadata or options.content_type)
+        last_modified: datetime | None
         with _errors(what, create=options.if_not_exists):
             if options.if_not_exists and await self._head(api, bucket, key) is not None:
                 raise AlreadyExistsError(f"cannot {what}: the object already exists")
             if source.size > self.copy_threshold:
                 meta_options = options if replace else Options(source.user_metadata, source.content_type)
-                resp = await self._copy_parts(api, bucket, key, copy_source, source.size, meta_options, options)
+                written = await self._copy_parts(api, bucket, key, copy_source, source.size, meta_options, options)
+                last_modified = None  # CompleteMultipartUpload does not say
             else:
                 params = _object_params(options)
                 if replace:
@@ -1164,7 +1111,8 @@ class S3Store(BaseStore):
                 call = functools.partial(api.copy, bucket, key, copy_source, params)
                 resp = await self._with_bucket(api, bucket, call)
                 resp = resp.get("CopyObjectResult", resp)
-        written = _written(resp, source.size, options)
+                written = _written(resp, source.size, options)
+                last_modified = resp.get("LastModified")
         if replace:
             return written
         return Metadata(
@@ -1173,7 +1121,7 @@ class S3Store(BaseStore):
             etag=written.etag,
             content_md5=source.content_md5,
             content_type=source.content_type,
-            last_modified=resp.get("LastModified"),
+            last_modified=last_modified,
             user_metadata=source.user_metadata,
             version=written.version,
         )
@@ -1187,19 +1135,26 @@ class S3Store(BaseStore):
         size: int,
         meta_options: Options,
         options: Options,
-    ) -> _Resp:
+    ) -> Metadata:
+        """Copy ``source`` part by part (UploadPartCopy), at most ``max_parts_in_flight`` at once;
+        like a multipart write, it commits whole or not at all and leaves no upload behind."""
+        upload_id = await self._create_upload(api, bucket, key, _object_params(meta_options))
         part_size = max(self.copy_part_size, math.ceil(size / MAX_PARTS))
-        params = _object_params(meta_options)
-        upload_id = await self._with_bucket(api, bucket, functools.partial(api.create_multipart, bucket, key, params))
-        upload = _Upload(
-            api, bucket, key, upload_id, in_flight=self.max_parts_in_flight, part_size=part_size, fixed=True
-        )
+        upload = _PartCopies(api, bucket, key, upload_id, options, source=source, source_size=size, part_size=part_size)
+        flight: BoundedParts[_Resp] = BoundedParts(upload, self.max_parts_in_flight)
+        count = upload.count
         try:
-            for start in range(0, size, part_size):
-                await upload.submit_copy(source, f"bytes={start}-{min(start + part_size, size) - 1}")
-            return await upload.complete(options.if_not_exists)
+            for number in range(1, count + 1):
+                await flight.put(number, b"", number == count)
+            parts = await flight.drain()
         except BaseException:
-            await asyncio.shield(self._spawn(upload.discard()))
+            await settle(flight.cancel())
+            await settle(upload.abort())
+            raise
+        try:
+            return await settle(upload.complete(parts))
+        except Exception:
+            await settle(upload.abort())  # refused (If-None-Match) or failed: drop the parts
             raise
 
     # -- list -----------------------------------------------------------------------------------
