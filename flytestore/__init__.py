@@ -24,8 +24,8 @@ from .errors import (
     is_not_found,
 )
 from .layers import CachedStore, InstrumentedStore, Layer, LimitedStore, ResilientStore, RoutingStore
+from .layers.protobuf import ProtobufStore
 from .metrics import Scope
-from .protobuf import ProtobufStore
 from .rawstore import (
     BaseStore,
     ByteStream,

@@ -32,6 +32,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from .errors import InvalidArgumentError
+
 __all__ = ["Counter", "FailureCounter", "Scope", "StopWatch", "Timer"]
 
 #: Flyte's HistogramStopWatch buckets, in seconds.
@@ -200,7 +202,7 @@ class Scope:
         full = self._full(name)
         metric = self._collector.metrics.setdefault(full, cls(full, description))
         if type(metric) is not cls:
-            raise ValueError(f"metric {full} already exists as a {type(metric).__name__}")
+            raise InvalidArgumentError(f"metric {full} already exists as a {type(metric).__name__}")
         return metric
 
     def counter(self, name: str, description: str = "") -> Counter:

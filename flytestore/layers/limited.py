@@ -12,19 +12,22 @@ from __future__ import annotations
 from collections.abc import Coroutine
 from typing import Any
 
+from ..errors import InvalidArgumentError
 from ..rawstore import ByteStream, RawStore, enforce_limit
+from ..units import MiB
 from .base import Layer
 
-__all__ = ["MiB", "LimitedStore"]
-
-MiB = 1024 * 1024
+__all__ = ["LimitedStore"]
 
 
 class LimitedStore(Layer):
+    """Refuses reads of objects over ``max_download_mbs`` (0: unlimited) with
+    ``ExceedsLimitError``, before their first byte when the size is known."""
+
     def __init__(self, inner: RawStore, *, max_download_mbs: float = 2) -> None:
         super().__init__(inner)
         if max_download_mbs < 0:
-            raise ValueError(f"max_download_mbs must not be negative, got {max_download_mbs}")
+            raise InvalidArgumentError(f"max_download_mbs must not be negative, got {max_download_mbs}")
         #: Largest readable object in bytes; 0 means unlimited.
         self.limit = int(max_download_mbs * MiB)
 

@@ -13,10 +13,10 @@ from typing import TypeVar
 
 from google.protobuf.message import DecodeError, EncodeError, Message
 
-from .errors import CorruptObjectError, InvalidArgumentError, StorageError
-from .layers.base import Layer
-from .metrics import Scope
-from .rawstore import Metadata, Options, RawStore
+from ..errors import CorruptObjectError, InvalidArgumentError, StorageError
+from ..metrics import Scope
+from ..rawstore import Metadata, Options, RawStore
+from .base import Layer
 
 __all__ = ["ProtobufStore"]
 
@@ -24,6 +24,9 @@ M = TypeVar("M", bound=Message)
 
 
 class ProtobufStore(Layer):
+    """The top layer of a DataStore: ``read_protobuf`` / ``write_protobuf`` over any RawStore,
+    with Flyte's marshalling metrics. Raw calls pass through unchanged."""
+
     def __init__(self, inner: RawStore, scope: Scope | None = None) -> None:
         super().__init__(inner)
         scope = scope or Scope("flyte:storage")
