@@ -26,11 +26,11 @@ from google.protobuf.message import Message
 from .config import Config
 from .errors import StorageError
 from .layers.cached import CachedStore
-from .layers.limited import LimitedStore, MiB
+from .layers.limited import LimitedStore
+from .layers.protobuf import ProtobufStore
 from .layers.resilient import Budget
 from .layers.routing import RoutingStore
 from .metrics import Scope
-from .protobuf import ProtobufStore
 from .rawstore import (
     ByteStream,
     Cursor,
@@ -43,8 +43,9 @@ from .rawstore import (
     SignedURLResponse,
 )
 from .reference import DataReference, construct_reference
+from .registry import SchemeFactory, build_primary
 from .retry import RetryPolicy
-from .stores import SchemeFactory, build_primary
+from .units import MiB
 
 __all__ = ["DataStore", "build_stack"]
 

@@ -69,11 +69,12 @@ try:  # what aiobotocore's body raises on a read timeout (an asyncio.TimeoutErro
 except ImportError:  # pragma: no cover - older aiobotocore
     from botocore.exceptions import ReadTimeoutError as _ReadTimeoutError
 
+from ..units import MiB
+
 __all__ = ["LeanS3", "UseFullPath", "lean_unsupported"]
 
 logger = logging.getLogger(__name__)
 
-MiB = 1024 * 1024
 #: Bodies from this size send ``Expect: 100-continue`` (the Go SDK's threshold): the server can
 #: refuse a request before the body is sent. botocore sends it for every PUT, which costs small
 #: writes a round trip.

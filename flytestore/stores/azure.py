@@ -75,6 +75,7 @@ from azure.core.pipeline.transport import AioHttpTransport
 from azure.storage.blob import BlobBlock, BlobProperties, BlobSasPermissions, ContentSettings, generate_blob_sas
 from azure.storage.blob.aio import BlobClient, BlobServiceClient
 
+from ..backends import BY_KIND
 from ..errors import (
     AlreadyExistsError,
     ConfigError,
@@ -89,24 +90,22 @@ from ..errors import (
     map_exceptions,
 )
 from ..parts import PartSizes, write_multipart
+from ..payload import Payload, check_declared, iter_payload
 from ..rawstore import (
     DEFAULT_OPTIONS,
-    BaseStore,
     ByteStream,
     Cursor,
     ListEntry,
     Metadata,
     Options,
-    Payload,
     SignedURLProperties,
     SignedURLResponse,
-    check_declared,
     check_range,
-    iter_payload,
 )
 from ..reference import DataReference, escape_key, split_reference
 from ..units import MiB
 from ._http import HttpSettings, http_settings
+from .base import BaseStore
 
 if TYPE_CHECKING:
     from azure.storage.blob import UserDelegationKey
@@ -330,7 +329,7 @@ class _BlockUpload:
 class AzureStore(BaseStore):
     """Azure Blob Storage behind the RawStore protocol; see the module docstring."""
 
-    schemes = ("abfs", "abfss")
+    schemes = BY_KIND["azure"].schemes
 
     def __init__(
         self,

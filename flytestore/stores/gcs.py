@@ -63,6 +63,7 @@ from gcloud.aio.auth import Token
 from gcloud.aio.storage import Storage
 from yarl import URL
 
+from ..backends import BY_KIND
 from ..errors import (
     AlreadyExistsError,
     ConfigError,
@@ -77,25 +78,23 @@ from ..errors import (
     map_exceptions,
 )
 from ..parts import PartSizes, write_multipart
+from ..payload import Payload, iter_payload, payload_size
 from ..rawstore import (
     DEFAULT_OPTIONS,
-    BaseStore,
     BytesLike,
     ByteStream,
     Cursor,
     ListEntry,
     Metadata,
     Options,
-    Payload,
     SignedURLProperties,
     SignedURLResponse,
     check_range,
     enforce_limit,
-    iter_payload,
-    payload_size,
 )
 from ..units import GiB, MiB
 from ._http import aiohttp_session
+from .base import BaseStore
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -117,10 +116,10 @@ _GCS_HOST = "storage.googleapis.com"
 
 #: Largest chunk a read yields. aiohttp hands over what the socket delivered, so chunks are usually
 #: smaller; this only bounds them.
-GCS_READ_CHUNK_SIZE = 1024 * 1024
+GCS_READ_CHUNK_SIZE = MiB
 #: aiohttp's per-response read buffer for streamed reads (its default, 64 KiB, makes a 64 MiB
 #: download a thousand small chunks).
-_READ_BUFSIZE = 1024 * 1024
+_READ_BUFSIZE = MiB
 
 #: Resumable chunks must be multiples of 256 KiB (all but the last).
 _RESUMABLE_QUANTUM = 256 * 1024
@@ -395,7 +394,7 @@ def sign_url_v4(
 class GCSStore(BaseStore):
     """Google Cloud Storage behind the RawStore protocol; see the module docstring."""
 
-    schemes = ("gs",)
+    schemes = BY_KIND["google"].schemes
     #: A resumable upload takes its chunks in order, one at a time.
     max_parts_in_flight = 1
 
@@ -980,7 +979,7 @@ def _view(chunk: BytesLike) -> memoryview:
 
 #: aiohttp warns (ResourceWarning) about bytes bodies above 1 MiB; larger bodies go as a stream of
 #: views with an explicit Content-Length, which also spares joining the parts.
-_MAX_BYTES_BODY = 1024 * 1024
+_MAX_BYTES_BODY = MiB
 
 
 def _payload(parts: list[BytesLike] | list[memoryview], size: int) -> tuple[Any, dict[str, str]]:

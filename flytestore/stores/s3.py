@@ -74,6 +74,7 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
+from ..backends import BY_KIND
 from ..errors import (
     AlreadyExistsError,
     ConfigError,
@@ -88,25 +89,23 @@ from ..errors import (
     map_exceptions,
 )
 from ..parts import BoundedParts, PartSizes, nbytes, settle, write_multipart
+from ..payload import Payload, check_declared, iter_payload
 from ..rawstore import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_OPTIONS,
-    BaseStore,
     ByteStream,
     Cursor,
     ListEntry,
     Metadata,
     Options,
-    Payload,
     SignedURLProperties,
     SignedURLResponse,
-    check_declared,
     check_range,
-    iter_payload,
 )
 from ..units import GiB, MiB
 from ._http import http_settings
 from ._s3lean import LeanS3, UseFullPath, lean_unsupported
+from .base import BaseStore
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -817,7 +816,7 @@ class S3Store(BaseStore):
     gives presigned URLs their own endpoint or credentials.
     """
 
-    schemes = ("s3",)
+    schemes = BY_KIND["s3"].schemes
 
     def __init__(
         self,
