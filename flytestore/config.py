@@ -24,7 +24,8 @@ from typing import Any, TypeAlias
 
 import yaml
 
-from .errors import ConfigError, InvalidArgumentError
+from .backends import BACKENDS, KINDS
+from .errors import SECRET_HEADERS, ConfigError, InvalidArgumentError
 from .retry import DEFAULT_RETRIES
 
 __all__ = [
@@ -43,15 +44,6 @@ __all__ = [
     "parse_duration",
 ]
 
-#: kind -> the URL schemes it serves; the first is canonical.
-KINDS: dict[str, tuple[str, ...]] = {
-    "s3": ("s3",),
-    "google": ("gs",),
-    "azure": ("abfs", "abfss"),
-    "local": ("file",),
-    "mem": ("mem",),
-    "redis": ("redis",),
-}
 
 #: The values ``type`` may take (Go's ``Type`` enum).
 TYPES: tuple[str, ...] = ("mem", "s3", "local", "minio", "stow", "redis")
@@ -74,10 +66,9 @@ SECRET_KEYS: frozenset[str] = frozenset(
         "api_key",
     }
 )
-_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
 _MASK = "***"
 
-_STOW_KINDS = tuple(k for k in KINDS if k not in ("mem", "redis"))
+_STOW_KINDS = tuple(b.kind for b in BACKENDS if b.stow)
 # Stow kinds Flyte's Go code knows but this library has no backend for.
 _UNSUPPORTED_STOW_KINDS = ("oracle", "swift")
 _NEEDS_CONTAINER = ("s3", "minio", "local", "stow")
@@ -221,7 +212,7 @@ class HttpClientConfig:
 
     def __repr__(self) -> str:
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        values["headers"] = {k: ([_MASK] if k.lower() in _SECRET_HEADERS else v) for k, v in self.headers.items()}
+        values["headers"] = {k: ([_MASK] if k.lower() in SECRET_HEADERS else v) for k, v in self.headers.items()}
         return _repr(self, values)
 
 
@@ -407,8 +398,9 @@ def _as_int(value: object, path: str) -> int:
     return number
 
 
-_TRUE = ("true", "yes", "on", "1")
-_FALSE = ("false", "no", "off", "0")
+#: The words a boolean setting may be (any case), here and in every backend's settings.
+TRUE_WORDS = ("true", "yes", "on", "1")
+FALSE_WORDS = ("false", "no", "off", "0")
 
 
 def _as_bool(value: object, path: str) -> bool:
@@ -416,8 +408,8 @@ def _as_bool(value: object, path: str) -> bool:
         return value
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
-        return value.strip().lower() in _TRUE
+    if isinstance(value, str) and value.strip().lower() in TRUE_WORDS + FALSE_WORDS:
+        return value.strip().lower() in TRUE_WORDS
     raise ConfigError(path, f"expected a boolean (true or false), got {value!r}")
 
 

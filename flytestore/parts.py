@@ -257,10 +257,6 @@ class BoundedParts(Generic[T]):
         self.tasks.clear()
 
 
-#: The former name of ``BoundedParts``.
-_Parts = BoundedParts
-
-
 async def settle(awaitable: Awaitable[R]) -> R:
     """Await ``awaitable`` to its end even if the caller is cancelled meanwhile (the
     cancellation is raised afterwards), so an upload's outcome is always known."""

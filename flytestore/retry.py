@@ -22,7 +22,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
-from .errors import TransientError
+from .errors import InvalidArgumentError, TransientError
 
 if TYPE_CHECKING:
     from .config import RetriesConfig
@@ -49,9 +49,9 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
-            raise ValueError(f"attempts must be at least 1, got {self.attempts}")
+            raise InvalidArgumentError(f"attempts must be at least 1, got {self.attempts}")
         if self.base_delay < 0 or self.max_delay < 0:
-            raise ValueError("retry delays must not be negative")
+            raise InvalidArgumentError("retry delays must not be negative")
 
     @classmethod
     def from_config(cls, config: RetriesConfig) -> RetryPolicy:

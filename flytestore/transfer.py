@@ -22,7 +22,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, I
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from .errors import NotFoundError, TransientError
+from .errors import InvalidArgumentError, NotFoundError, TransientError
 from .rawstore import ListEntry, Metadata, Options
 from .reference import escape_key, split_reference
 from .retry import Retries, RetryPolicy, policy_of, sharing
@@ -118,7 +118,7 @@ class ByteBudget:
 
     def __init__(self, capacity: int) -> None:
         if capacity <= 0:
-            raise ValueError(f"the byte budget must be positive, got {capacity}")
+            raise InvalidArgumentError(f"the byte budget must be positive, got {capacity}")
         self.capacity = capacity
         self.available = capacity
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
@@ -180,7 +180,7 @@ class _Job:
         skip_unchanged: bool,
     ) -> None:
         if concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+            raise InvalidArgumentError(f"concurrency must be at least 1, got {concurrency}")
         self.store = store
         self.concurrency = concurrency
         self.budget = ByteBudget(max_bytes_in_flight)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from typing import Any
 
 import pytest
 
@@ -10,6 +11,7 @@ from flytestore import (
     AlreadyExistsError,
     ConfigError,
     ExceedsLimitError,
+    InvalidArgumentError,
     InvalidReferenceError,
     NotFoundError,
     PermissionDeniedError,
@@ -84,3 +86,35 @@ def test_map_exceptions_keeps_cause_and_passes_unknown() -> None:
         raise ZeroDivisionError
     with pytest.raises(AlreadyExistsError), map_exceptions(mapper):
         raise AlreadyExistsError("ours pass through unchanged")
+
+
+def _constructors() -> list[tuple[str, Any]]:
+    from flytestore.layers.limited import LimitedStore
+    from flytestore.layers.resilient import Budget
+    from flytestore.parts import PartSizes
+    from flytestore.retry import RetryPolicy
+    from flytestore.stores.azure import AzureStore
+    from flytestore.stores.gcs import GCSStore
+    from flytestore.stores.local import LocalStore
+    from flytestore.stores.memory import MemoryStore
+    from flytestore.stores.s3 import S3Store
+
+    return [
+        ("retry attempts", lambda: RetryPolicy(attempts=0)),
+        ("retry delay", lambda: RetryPolicy(base_delay=-1)),
+        ("budget", lambda: Budget(-1)),
+        ("download limit", lambda: LimitedStore(MemoryStore(), max_download_mbs=-1)),
+        ("part sizes", lambda: PartSizes(0)),
+        ("s3 part_size", lambda: S3Store(container="b", part_size=1)),
+        ("s3 max_parts_in_flight", lambda: S3Store(container="b", max_parts_in_flight=0)),
+        ("gcs part_size", lambda: GCSStore(container="b", part_size=1000)),
+        ("azure part_size", lambda: AzureStore(account_url="http://127.0.0.1:1/a", part_size=0)),
+        ("local chunk_size", lambda: LocalStore("/tmp", chunk_size=0)),
+        ("local container", lambda: LocalStore("/tmp", container="a/b")),
+    ]
+
+
+@pytest.mark.parametrize(("what", "build"), _constructors(), ids=[w for w, _ in _constructors()])
+def test_bad_constructor_arguments_raise_invalid_argument_error(what: str, build: Any) -> None:
+    with pytest.raises(InvalidArgumentError):
+        build()

@@ -12,7 +12,7 @@ How the cut lands mid-body of a later part depends on the server's connection ha
 - moto closes the connection after every response, so each request is a connection of its own:
   the payload arms the fault for "the next connection" once the first part has gone out.
 - fake-gcs-server and Azurite keep connections alive, and the store's requests are sequential
-  here (GCS chunks always are; Azure with ``upload_concurrency=1``), so one connection carries
+  here (GCS chunks always are; Azure with ``max_parts_in_flight=1``), so one connection carries
   everything: a byte threshold armed before ``open()`` counts from the store's first request.
 
 aiohttp resends an idempotent request (PUT) once on a new connection after a connection error,
@@ -136,7 +136,7 @@ async def gcs_target(
     proxy: FaultProxy = request.getfixturevalue("gcs_proxy")
     bucket = f"faults-{uuid.uuid4().hex[:12]}"
     part = 256 * KiB
-    store = spy_gcs_store(container=bucket, endpoint=proxy.endpoint, upload_chunk_size=part)
+    store = spy_gcs_store(container=bucket, endpoint=proxy.endpoint, part_size=part)
     async with aiohttp.ClientSession() as http:
 
         async def exists(key: str) -> bool:
@@ -174,8 +174,8 @@ async def azure_target(
         account_url=f"http://127.0.0.1:{proxy.port}/{server.account}",
         credential={"account_name": server.account, "account_key": server.key},
         container=container,
-        block_size=part,
-        upload_concurrency=1,
+        part_size=part,
+        max_parts_in_flight=1,
         # The SDK's own retries back off 15 s and more (a cut write takes ~86 s to fail with them
         # on); the store's behaviour under a failed request is the same either way.
         client_options={"retry_total": 0},

@@ -6,6 +6,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from flytestore import Scope
+from flytestore.errors import InvalidArgumentError
 
 
 def test_names_are_joined_with_colons_and_exported() -> None:
@@ -36,7 +37,7 @@ def test_same_name_is_shared_and_type_clash_is_an_error() -> None:
     a = Scope("flyte:storage", registry=registry).counter("x")
     b = Scope("flyte:storage", registry=registry).counter("x")
     assert a is b
-    with pytest.raises(ValueError, match="already exists"):
+    with pytest.raises(InvalidArgumentError, match="already exists"):
         Scope("flyte:storage", registry=registry).stopwatch("x")
 
 

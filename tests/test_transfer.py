@@ -27,6 +27,7 @@ from flytestore import (
     Scope,
     TransientError,
 )
+from flytestore.errors import InvalidArgumentError
 from flytestore.layers.base import Layer
 from flytestore.layers.resilient import ResilientStore
 from flytestore.rawstore import ListEntry, stream_copy
@@ -190,7 +191,7 @@ async def test_byte_budget_unit() -> None:
         await waiter
     budget.release(held)
     assert budget.available == 10
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgumentError):
         ByteBudget(0)
 
 
@@ -255,7 +256,7 @@ async def test_non_transient_errors_are_not_retried(tmp_path: Path, error: type[
 
 
 def test_retry_policy_validation_and_jitter() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgumentError):
         RetryPolicy(attempts=0)
     policy = RetryPolicy(base_delay=0.1, max_delay=0.3)
     assert all(0 <= policy.delay(1) <= 0.1 for _ in range(50))

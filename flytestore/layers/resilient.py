@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
-from ..errors import NotFoundError, PreconditionFailedError, TransientError
+from ..errors import InvalidArgumentError, NotFoundError, PreconditionFailedError, TransientError
 from ..rawstore import (
     ByteStream,
     Cursor,
@@ -64,7 +64,7 @@ class Budget:
 
     def __init__(self, capacity: int = 0) -> None:
         if capacity < 0:
-            raise ValueError(f"the concurrency budget must not be negative, got {capacity}")
+            raise InvalidArgumentError(f"the concurrency budget must not be negative, got {capacity}")
         self.capacity = capacity
         #: Slots free now (effectively unbounded when ``capacity`` is 0).
         self.free = capacity if capacity else 1 << 62

@@ -377,14 +377,14 @@ class LocalStore(BaseStore):
         super().__init__(container=container, multicontainer=multicontainer)
         root_path = os.fspath(root)
         if not isinstance(root_path, str) or not root_path:
-            raise ConfigError("local.path", f"the root directory must be a non-empty str path, got {root!r}")
+            raise InvalidArgumentError(f"root must be a non-empty str path, got {root!r}")
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
-            raise ConfigError("chunk_size", f"must be a positive int, got {chunk_size!r}")
+            raise InvalidArgumentError(f"chunk_size must be a positive int, got {chunk_size!r}")
         if container:
             try:
                 _check_container(f"file://{container}/", container)
             except InvalidReferenceError:
-                raise ConfigError("container", f"[{container}] is not a single directory name") from None
+                raise InvalidArgumentError(f"container [{container}] is not a single directory name") from None
         # Absolute now, so a later chdir cannot move the store.
         self.root = os.path.abspath(root_path)
         self.chunk_size = chunk_size

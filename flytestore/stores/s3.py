@@ -75,6 +75,7 @@ from botocore.exceptions import (
 )
 
 from ..backends import BY_KIND
+from ..config import FALSE_WORDS, TRUE_WORDS
 from ..errors import (
     AlreadyExistsError,
     ConfigError,
@@ -321,16 +322,15 @@ _KNOWN_KEYS = (
     "v2_signing",
     "lean_requests",
 )
-_TRUE = ("true", "yes", "on", "1")
-_FALSE = ("false", "no", "off", "0", "")
 
 
 def _bool_setting(settings: Mapping[str, Any], key: str, field: str) -> bool:
+    """A boolean setting; unset or empty is false."""
     value = str(settings.get(key, "")).strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
+    if not value or value in FALSE_WORDS:
         return False
+    if value in TRUE_WORDS:
+        return True
     raise ConfigError(f"{field}.{key}", f"expected true or false, got {settings[key]!r}")
 
 
@@ -841,7 +841,7 @@ class S3Store(BaseStore):
             ("copy_part_size", copy_part_size, MIN_PART_SIZE, MAX_PART_SIZE),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ConfigError(name, f"must be an int between {low} and {high}, got {value!r}")
+                raise InvalidArgumentError(f"{name} must be an int between {low} and {high}, got {value!r}")
         self.settings = settings or S3Settings()
         self.signing = signing
         self.part_size = part_size
