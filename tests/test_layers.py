@@ -21,6 +21,7 @@ from flytestore import (
     Scope,
     is_exceeds_limit,
 )
+from flytestore.errors import InvalidArgumentError
 from flytestore.rawstore import ByteStream
 
 MiB = 1024 * 1024
@@ -183,6 +184,152 @@ async def test_cache_range_reads() -> None:
     assert backend.reads == 0
 
 
+@pytest.mark.parametrize(("offset", "length"), [(-1, None), (0, -1), (-2, 1)])
+async def test_cache_hit_refuses_bad_ranges_as_the_store_does(offset: int, length: int | None) -> None:
+    cache = CachedStore(MemoryStore(), max_size_mbs=1, scope=scope())
+    await cache.write_raw("mem://c/k", b"abc")
+    assert len(cache) == 1
+    with pytest.raises(InvalidArgumentError):
+        await cache.read_raw("mem://c/k", offset=offset, length=length)
+    with pytest.raises(InvalidArgumentError):
+        await cache.read_bytes("mem://c/k", offset=offset, length=length)
+
+
+# -- one entry per object, whatever the spelling ----------------------------------------------------
+
+#: Spellings of one memory object: percent-escaped, upper-case scheme, trailing and doubled
+#: slashes, a query and a fragment, userinfo, and no scheme at all (the memory store takes it).
+MEM_SPELLINGS = [
+    "mem://c/dir/k",
+    "mem://c/dir/%6B",
+    "mem://c/%64ir%2Fk",
+    "MEM://c/dir/k/",
+    "mem://c//dir/k",
+    "mem://c/dir/k?v=1#frag",
+    "mem://user@c/dir/k",
+    "//c/dir/k",
+]
+
+
+class AzureLikeStore(CountingStore):
+    """A memory store serving Azure's schemes, so the cache sees Azure's spellings of one blob."""
+
+    schemes = ("abfs", "abfss")
+
+
+AZURE_SPELLINGS = [
+    "abfs://c/dir/k",
+    "abfss://c/dir/k",
+    "abfs://c@account/dir/k",
+    "abfs://c@account.dfs.core.windows.net/dir/k",
+    "abfss://c@account.dfs.core.windows.net/dir/%6B",
+]
+
+
+def spelling_pairs(spellings: list[str]) -> list[tuple[str, str]]:
+    return [(a, b) for a in spellings for b in spellings if a != b and spellings[0] in (a, b)]
+
+
+@pytest.mark.parametrize(
+    ("store_type", "one", "other"),
+    [(CountingStore, a, b) for a, b in spelling_pairs(MEM_SPELLINGS)]
+    + [(AzureLikeStore, a, b) for a, b in spelling_pairs(AZURE_SPELLINGS)],
+)
+async def test_every_spelling_of_an_object_is_one_entry(store_type: type[CountingStore], one: str, other: str) -> None:
+    backend = store_type()
+    cache = CachedStore(backend, max_size_mbs=1, scope=scope())
+    await cache.write_raw(one, b"first")
+    # Served from the entry the other spelling filled: the backend is not read.
+    assert await (await cache.read_raw(other)).read() == b"first"
+    assert await cache.read_bytes(other) == b"first"
+    assert (await cache.head(other)).size == 5
+    assert backend.reads == backend.heads == 0 and len(cache) == 1
+    # An overwrite through either spelling replaces what both read.
+    await cache.write_raw(other, b"second")
+    assert await cache.read_bytes(one) == b"second"
+    assert await (await cache.read_raw(one)).read() == b"second"
+    await cache.write_raw(one, b"third")
+    assert await cache.read_bytes(other) == b"third"
+    assert len(cache) == 1
+    # So do a copy onto it and a delete.
+    source = one.split("://")[0] + "://c/src" if "://" in one else "//c/src"
+    await backend.write_raw(source, b"copied")
+    await cache.copy_raw(source, other)
+    assert await cache.read_bytes(one) == b"copied"
+    await cache.delete(other)
+    with pytest.raises(NotFoundError):
+        await cache.read_bytes(one)
+    assert not (await cache.head(one)).exists
+
+
+async def test_invalidating_one_spelling_forgets_them_all() -> None:
+    backend = CountingStore()
+    cache = CachedStore(backend, max_size_mbs=1, scope=scope())
+    await cache.write_raw("mem://c/k", b"cached")
+    await backend.write_raw("mem://c/k", b"changed behind the cache")
+    assert await cache.read_bytes("mem://c/%6B") == b"cached"
+    cache.invalidate("mem://c/%6B")
+    assert len(cache) == 0
+    assert await cache.read_bytes("mem://c/k") == b"changed behind the cache"
+
+
+@pytest.mark.parametrize(
+    ("store_type", "refs"),
+    [
+        # Other containers, other keys, key case, an escaped space that is part of the key.
+        (CountingStore, ["mem://c/a/k", "mem://c/ak", "mem://d/a/k", "mem://c/A/k", "mem://c/a/k%20"]),
+        # A container holding an escaped "/" (an abfs user name) against a key holding that "/".
+        (AzureLikeStore, ["abfs://c/a/k", "abfs://c%2Fa@host/k", "abfs://d@host/a/k"]),
+    ],
+)
+async def test_distinct_objects_stay_distinct(store_type: type[CountingStore], refs: list[str]) -> None:
+    cache = CachedStore(store_type(), max_size_mbs=1, scope=scope())
+    for i, ref in enumerate(refs):
+        await cache.write_raw(ref, str(i).encode())
+    assert len(cache) == len(refs)
+    await cache.write_raw(refs[0], b"new")
+    assert await cache.read_bytes(refs[0]) == b"new"
+    for i, ref in enumerate(refs[1:], 1):
+        assert await cache.read_bytes(ref) == str(i).encode(), ref
+
+
+@pytest.mark.parametrize("reader", ["mem://c/k", "mem://c/%6B"])
+async def test_read_racing_with_a_write_through_another_spelling_does_not_cache_stale_value(reader: str) -> None:
+    gate = asyncio.Event()
+
+    class SlowStore(MemoryStore):
+        async def read_raw(self, ref: str, offset: int = 0, length: int | None = None) -> ByteStream:
+            stream = await super().read_raw(ref, offset=offset, length=length)
+            data = await stream.read()
+            await gate.wait()  # the old value is in hand; a write lands meanwhile
+            return ByteStream.from_bytes(data)
+
+    cache = CachedStore(SlowStore(), max_size_mbs=1, scope=scope())
+    await cache.inner.write_raw("mem://c/k", b"old")
+    task = asyncio.create_task(cache.read_raw(reader))
+    await asyncio.sleep(0)
+    await cache.write_raw("mem://c/k" if reader != "mem://c/k" else "mem://c/%6B", b"new")
+    gate.set()
+    assert await (await task).read() == b"old"
+    assert await cache.read_bytes(reader) == b"new"
+    assert await cache.read_bytes("mem://c/k") == b"new"
+
+
+async def test_references_that_do_not_parse_pass_through_to_the_store() -> None:
+    cache = CachedStore(MemoryStore(), max_size_mbs=1, scope=scope())
+    for ref in ("mem://c/%zz", "://c/k", "mem://c:abc/k"):
+        with pytest.raises(InvalidReferenceError):
+            await cache.write_raw(ref, b"x")
+        with pytest.raises(InvalidReferenceError):
+            await cache.read_bytes(ref)
+        with pytest.raises(InvalidReferenceError):
+            await cache.read_raw(ref)
+        with pytest.raises(InvalidReferenceError):
+            await cache.delete(ref)
+        cache.invalidate(ref)
+    assert len(cache) == 0
+
+
 # -- limits -----------------------------------------------------------------------------------------
 
 
@@ -231,7 +378,7 @@ async def test_limit_aborts_unknown_size_stream_mid_way() -> None:
 
 
 def test_negative_limit_is_rejected() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgumentError):
         LimitedStore(MemoryStore(), max_download_mbs=-1)
 
 
