@@ -26,19 +26,10 @@ from .errors import (
 from .layers import CachedStore, InstrumentedStore, Layer, LimitedStore, ResilientStore, RoutingStore
 from .layers.protobuf import ProtobufStore
 from .metrics import Scope
-from .rawstore import (
-    BaseStore,
-    ByteStream,
-    Cursor,
-    ListEntry,
-    Metadata,
-    Options,
-    RawStore,
-    SignedURLProperties,
-    SignedURLResponse,
-)
+from .rawstore import ByteStream, Cursor, ListEntry, Metadata, Options, RawStore, SignedURLProperties, SignedURLResponse
 from .reference import DataReference, construct_reference
 from .retry import RetryPolicy
+from .stores.base import BaseStore
 from .stores.local import LocalStore
 from .stores.memory import MemoryStore
 

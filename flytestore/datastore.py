@@ -1,4 +1,4 @@
-"""DataStore: the public face, assembled from a Config as in DESIGN.md §1.
+"""DataStore: the public face, assembled from a Config (docs/architecture.md#the-stack).
 
     DataStore -> ProtobufStore -> [CachedStore] -> LimitedStore -> RoutingStore -> backends
 
@@ -31,17 +31,8 @@ from .layers.protobuf import ProtobufStore
 from .layers.resilient import Budget
 from .layers.routing import RoutingStore
 from .metrics import Scope
-from .rawstore import (
-    ByteStream,
-    Cursor,
-    ListEntry,
-    Metadata,
-    Options,
-    Payload,
-    RawStore,
-    SignedURLProperties,
-    SignedURLResponse,
-)
+from .payload import Payload
+from .rawstore import ByteStream, Cursor, ListEntry, Metadata, Options, RawStore, SignedURLProperties, SignedURLResponse
 from .reference import DataReference, construct_reference
 from .registry import SchemeFactory, build_primary
 from .retry import RetryPolicy

@@ -1,4 +1,4 @@
-"""Metrics: a ``Scope`` over prometheus_client with Flyte's metric names (FLYTE_BEHAVIOUR.md §11).
+"""Metrics: a ``Scope`` over prometheus_client with Flyte's metric names (docs/flyte-compatibility.md#metrics).
 
 Why not prometheus_client's own Counter/Summary/Histogram: each observation takes a lock and
 costs 0.5-2.7 µs, several times the whole cost of a 1 KiB in-memory operation. Here a metric is

@@ -1,4 +1,4 @@
-"""DataReference parsing and construction with Go ``net/url`` semantics (FLYTE_BEHAVIOUR.md §8).
+"""DataReference parsing and construction with Go ``net/url`` semantics (docs/flyte-compatibility.md#references).
 
 Flyte parses references with Go's ``net/url``: ``url.Parse`` for :func:`split_reference`, and
 ``url.Parse`` + ``URL.ResolveReference`` + ``URL.String`` for :func:`construct_reference`. Python's

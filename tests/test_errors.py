@@ -1,4 +1,4 @@
-"""The error tree and Go's predicates (FLYTE_BEHAVIOUR §10)."""
+"""The error tree and Go's predicates (docs/flyte-compatibility.md#errors)."""
 
 from __future__ import annotations
 

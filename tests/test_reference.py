@@ -1,4 +1,4 @@
-"""DataReference parsing and construction: FLYTE_BEHAVIOUR.md §2, §8.1 and §8.2 (Go net/url semantics)."""
+"""DataReference parsing and construction: docs/flyte-compatibility.md#references (Go net/url semantics)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from flytestore.reference import DataReference, construct_reference, escape_key,
 ADLS = "mystorageaccount.dfs.core.windows.net"
 
 # --------------------------------------------------------------------------------------------------
-# §2 NewDataReference
+# NewDataReference (docs/flyte-compatibility.md#references)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -31,7 +31,7 @@ def test_data_reference_is_a_str_and_splits() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# §8.1 Split: one case per table row (rows with alternatives give one case each)
+# Split (docs/flyte-compatibility.md#splitting-references): one case per table row (rows with alternatives give one case each)
 # --------------------------------------------------------------------------------------------------
 
 SPLIT_CASES = [
@@ -166,7 +166,7 @@ def test_split_is_lru_cached() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# §8.2 ConstructReference: one case per table row (alternatives give one case each)
+# ConstructReference (docs/flyte-compatibility.md#constructing-references): one case per table row (alternatives give one case each)
 # --------------------------------------------------------------------------------------------------
 
 P = "s3://bucket/prefix"

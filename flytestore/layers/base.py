@@ -12,13 +12,13 @@ from collections.abc import AsyncIterator, Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
+from ..payload import Payload
 from ..rawstore import (
     ByteStream,
     Cursor,
     ListEntry,
     Metadata,
     Options,
-    Payload,
     RawStore,
     SignedURLProperties,
     SignedURLResponse,
@@ -46,6 +46,10 @@ _DELEGATED = (
 
 
 class Layer:
+    """Base of every layer: a RawStore that forwards each operation to ``inner``. A subclass
+    overrides only the operations its one behaviour touches (``docs/architecture.md#the-stack``);
+    opening and closing pass down the stack."""
+
     def __init__(self, inner: RawStore) -> None:
         self.inner = inner
         cls = type(self)

@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 
 from ..errors import InvalidReferenceError, failure_type
 from ..metrics import FailureCounter, Scope, Timer
-from ..rawstore import ByteStream, Cursor, ListEntry, Metadata, Options, Payload, RawStore
+from ..payload import Payload
+from ..rawstore import ByteStream, Cursor, ListEntry, Metadata, Options, RawStore
 from ..reference import DataReference
 from .base import Layer
 
@@ -24,6 +25,9 @@ T = TypeVar("T")
 
 
 class InstrumentedStore(Layer):
+    """Per-backend Prometheus metrics under Flyte's names: a latency timer and a failure counter
+    (by error type) for each operation, plus ``bad_key`` for references that cannot be used."""
+
     def __init__(self, inner: RawStore, scope: Scope) -> None:
         super().__init__(inner)
         self.bad_key = scope.counter("bad_key", "references that could not be used")

@@ -1,7 +1,7 @@
 """ResilientStore: how each operation reaches a backend that does I/O — admitted under a
 concurrency budget, retried when it fails transiently, and (for reads) resumed where a dropped
 connection cut it. The registry wraps every backend but the memory store in one (see
-``stores.create_backend``); the backends of one DataStore share one ``Budget``.
+``registry.create_backend``); the backends of one DataStore share one ``Budget``.
 
 - **Budget.** At most ``Budget.capacity`` operations are in flight at once across every backend
   sharing it, so a burst cannot exhaust sockets, file descriptors or server limits; the rest wait
@@ -33,15 +33,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from ..errors import InvalidArgumentError, NotFoundError, PreconditionFailedError, TransientError
-from ..rawstore import (
-    ByteStream,
-    Cursor,
-    ListEntry,
-    Metadata,
-    Options,
-    Payload,
-    RawStore,
-)
+from ..payload import Payload
+from ..rawstore import ByteStream, Cursor, ListEntry, Metadata, Options, RawStore
 from ..reference import DataReference, split_reference
 from ..retry import NO_RETRY, RetryPolicy, retrying
 from .base import Layer
@@ -113,6 +106,10 @@ class Budget:
 
 
 class ResilientStore(Layer):
+    """Admits each operation under the stack's concurrency ``Budget``, retries transient failures
+    per ``retries`` (the stack's one retry owner), resumes broken reads pinned to the etag and
+    broken listings after the last key. See the module docstring for the rules."""
+
     def __init__(
         self,
         inner: RawStore,

@@ -13,21 +13,19 @@ from collections.abc import AsyncIterator, Awaitable, Coroutine
 from typing import Any, Protocol, TypeVar
 
 from ..errors import InvalidReferenceError
+from ..payload import Payload
 from ..rawstore import (
-    SPLIT_NEVER,
-    SPLIT_THRESHOLD,
     ByteStream,
     Cursor,
     ListEntry,
     Metadata,
     Options,
-    Payload,
     RawStore,
     SignedURLProperties,
     SignedURLResponse,
-    stream_copy,
 )
 from ..reference import DataReference, split_reference
+from ..streamcopy import SPLIT_NEVER, SPLIT_THRESHOLD, stream_copy
 
 __all__ = ["BackendFactory", "RoutingStore"]
 
@@ -43,6 +41,11 @@ class BackendFactory(Protocol):
 
 
 class RoutingStore:
+    """Sends each reference to the backend of its scheme: the primary serves its own schemes and
+    anything it cannot place; other schemes get a backend from ``factory`` on first use. Copies
+    across backends stream (``streamcopy.stream_copy``), split into ranged reads from stores
+    whose ranges are cheap."""
+
     def __init__(
         self,
         primary: RawStore | None,

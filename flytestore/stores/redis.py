@@ -1,6 +1,6 @@
 """RedisStore: one Redis string per object, for ``redis://<host:port>/<key>`` (redis.asyncio).
 
-Owns the Redis object model of Flyte's ``RedisStore`` (FLYTE_BEHAVIOUR.md §6.3): the key is the
+Owns the Redis object model of Flyte's ``RedisStore`` (docs/flyte-compatibility.md#redis): the key is the
 reference's path with its slashes trimmed, used verbatim; "directories" are key prefixes. The
 host in a reference is advisory: the configured address is authoritative (the same server is often
 reached under different names from different vantage points), so a mismatch is only logged, once

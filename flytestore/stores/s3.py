@@ -27,7 +27,7 @@ Behaviour worth knowing:
   so the server decides atomically. Copies also send it (when the installed botocore knows
   CopyObject's), and check the destination first for servers that ignore it there (moto does;
   the check is then not atomic).
-- Unlike Flyte's Go store (FLYTE_BEHAVIOUR §6.1, §16.1), a write to the configured bucket after it
+- Unlike Flyte's Go store (docs/flyte-compatibility.md#s3), a write to the configured bucket after it
   vanished creates the bucket and retries the write instead of dropping the data. Other missing
   buckets are ``NotFoundError``.
 - ``delete`` checks the object first: S3 deletes silently, flytestore reports a missing object.
