@@ -247,22 +247,6 @@ async def test_if_not_exists_loses_to_a_writer_that_commits_first(store: LocalSt
 
 
 @pytest.mark.asyncio
-async def test_streamed_write_batches_small_chunks_and_copies_reused_buffers(store: LocalStore) -> None:
-    # A producer that refills one bytearray: batching must not keep references to it.
-    buf = bytearray(100)
-
-    async def payload() -> AsyncIterator[bytearray]:
-        for i in range(200):
-            buf[:] = bytes([i % 256]) * 100
-            yield buf
-
-    meta = await store.write_raw(ref("reuse"), payload())
-    expected = b"".join(bytes([i % 256]) * 100 for i in range(200))
-    assert meta.size == len(expected)
-    assert await read(store, ref("reuse")) == expected
-
-
-@pytest.mark.asyncio
 async def test_metadata_and_content_type_are_ignored(store: LocalStore) -> None:
     options = Options(metadata={"a": "b"}, content_type="application/json")
     meta = await store.write_raw(ref("m"), b"{}", options=options)

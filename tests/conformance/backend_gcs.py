@@ -17,7 +17,10 @@ import pytest
 
 from flytestore.stores.gcs import GCSStore
 
-from .backends import Backend, register
+from .backends import Backend, part_size_option, register
+
+#: The smallest resumable-upload chunk GCS allows, so multi-part contracts send a few chunks.
+PART_SIZE = 256 * 1024
 
 
 @functools.lru_cache(maxsize=1)
@@ -49,9 +52,15 @@ def fake_service_account_json() -> str:
 async def gcs(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     endpoint = request.getfixturevalue("gcs_server")
     bucket = f"flytestore-{uuid.uuid4().hex[:16]}"
-    store = GCSStore(container=bucket, endpoint=endpoint, service_account=fake_service_account())
+    store = GCSStore(
+        container=bucket,
+        endpoint=endpoint,
+        service_account=fake_service_account(),
+        **part_size_option(GCSStore, PART_SIZE, "upload_chunk_size"),
+    )
     async with store:
-        yield Backend("gcs", store, f"gs://{bucket}/t-{uuid.uuid4().hex[:12]}", signed_urls=True)
+        base = f"gs://{bucket}/t-{uuid.uuid4().hex[:12]}"
+        yield Backend("gcs", store, base, signed_urls=True, part_size=PART_SIZE)
 
 
 register("gcs", gcs)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-from collections.abc import AsyncIterator, Iterator
+import random
+from collections.abc import AsyncIterator, Iterable, Iterator
 
 import pytest
 
@@ -13,6 +14,8 @@ from flytestore import (
     AlreadyExistsError,
     ByteStream,
     Cursor,
+    DataReference,
+    ExceedsLimitError,
     InvalidArgumentError,
     InvalidReferenceError,
     NotFoundError,
@@ -24,6 +27,7 @@ from flytestore import (
     is_not_found,
 )
 
+from .backend_stack import CACHE_MBS
 from .backends import Backend
 
 MiB = 1024 * 1024
@@ -173,6 +177,41 @@ async def test_reads_carry_the_object_etag_so_a_resumed_read_can_be_pinned(backe
             assert await stream.read() == (b"0123456789" * 1000)[offset : None if length is None else offset + length]
 
 
+async def test_read_bytes_max_size(backend: Backend) -> None:
+    ref = backend.ref("capped")
+    data = bytes(range(256)) * 4
+    await backend.store.write_raw(ref, data)
+    assert await backend.store.read_bytes(ref, max_size=len(data)) == data
+    assert await backend.store.read_bytes(ref, max_size=len(data) + 1) == data
+    with pytest.raises(ExceedsLimitError):
+        await backend.store.read_bytes(ref, max_size=len(data) - 1)
+    with pytest.raises(ExceedsLimitError):
+        await backend.store.read_bytes(ref, max_size=1)
+    # A range is judged by its own length, not the object's.
+    assert await backend.store.read_bytes(ref, offset=100, length=50, max_size=50) == data[100:150]
+    with pytest.raises(ExceedsLimitError):
+        await backend.store.read_bytes(ref, offset=100, length=50, max_size=49)
+    assert await backend.store.read_bytes(ref, offset=1000, max_size=24) == data[1000:]
+    with pytest.raises(ExceedsLimitError):
+        await backend.store.read_bytes(ref, offset=1000, max_size=23)
+    # Once more, now that a cache in the stack may hold the object.
+    assert await backend.store.read_bytes(ref) == data
+    with pytest.raises(ExceedsLimitError):
+        await backend.store.read_bytes(ref, max_size=len(data) - 1)
+    with pytest.raises(ExceedsLimitError):
+        await backend.store.read_bytes(ref, offset=1, max_size=len(data) - 2)
+
+
+async def test_read_bytes_max_size_of_a_large_object(backend: Backend) -> None:
+    ref = backend.ref("capped-large")
+    data = os.urandom(3 * MiB + 5)
+    await backend.store.write_raw(ref, data)
+    with pytest.raises(ExceedsLimitError):
+        await backend.store.read_bytes(ref, max_size=MiB)
+    assert await backend.store.read_bytes(ref, offset=MiB, length=MiB, max_size=MiB) == data[MiB : 2 * MiB]
+    assert await backend.store.read_bytes(ref, max_size=len(data)) == data
+
+
 @pytest.mark.parametrize(("offset", "length"), [(-1, None), (0, -1)])
 async def test_bad_ranges(backend: Backend, offset: int, length: int | None) -> None:
     ref = backend.ref("r")
@@ -236,6 +275,70 @@ async def test_write_from_sync_iterable_and_files(backend: Backend, tmp_path: ob
     async with aiofiles.open(path, "rb") as af:
         await backend.store.write_raw(ref, af)
     assert await read(backend, ref) == b"line one\nline two\n" * 1000
+
+
+# A producer that refills one buffer for every chunk (the ``readinto`` pattern of fast readers)
+# owns that buffer again as soon as the store asks for the next chunk: what was stored must be
+# what was yielded at each step, whether the store sends it at once, gathers it into a part or
+# holds it while earlier parts upload. Chunks are an odd size, so part boundaries fall inside them.
+REUSED_CHUNK = 16 * 1024 + 3
+
+
+def _reused_buffer_payload(total: int, view: bool) -> tuple[list[bytes], Iterator[bytes | bytearray | memoryview]]:
+    """What a reusing producer yields step by step, and the producer itself.
+
+    It yields one ``bytearray`` refilled in place, or (``view``) a ``memoryview`` of it, the last
+    one cut short to the bytes that step filled.
+    """
+    rng = random.Random(total * 2 + view)
+    steps = [rng.randbytes(min(REUSED_CHUNK, total - at)) for at in range(0, total, REUSED_CHUNK)]
+    buf = bytearray(REUSED_CHUNK)
+
+    def produce() -> Iterator[bytes | bytearray | memoryview]:
+        for step in steps:
+            buf[: len(step)] = step
+            if view:
+                yield memoryview(buf)[: len(step)]
+            else:
+                assert len(step) == len(buf), "a bytearray producer only yields whole chunks"
+                yield buf
+
+    return steps, produce()
+
+
+async def _async(chunks: Iterable[bytes | bytearray | memoryview]) -> AsyncIterator[bytes | bytearray | memoryview]:
+    for chunk in chunks:
+        yield chunk
+        await asyncio.sleep(0)  # let the store's uploads run before the buffer is refilled
+
+
+@pytest.mark.parametrize("size", ["single-part", "multi-part"])
+@pytest.mark.parametrize("producer", ["async", "sync"])
+@pytest.mark.parametrize("buffer", ["bytearray", "memoryview"])
+async def test_reused_producer_buffer_is_stored_as_yielded(
+    backend: Backend, size: str, producer: str, buffer: str
+) -> None:
+    # Whole chunks for a bytearray; a memoryview producer ends on a short chunk. Even the
+    # single-part object is more than a stack entry's cache admits, so it is read back from the
+    # store, not from the copy a cache took.
+    chunks = 6 if size == "single-part" else backend.part_size * 3 // 2 // REUSED_CHUNK + 1
+    total = chunks * REUSED_CHUNK - (0 if buffer == "bytearray" else 1000)
+    assert (total < backend.part_size) == (size == "single-part")
+    assert total > CACHE_MBS * 1024
+    steps, chunks_of = _reused_buffer_payload(total, view=buffer == "memoryview")
+    expected = b"".join(steps)
+    ref = backend.ref("reused", f"{buffer}-{producer}-{size}")
+    if producer == "async":
+        meta = await backend.store.write_raw(ref, _async(chunks_of))
+    else:  # a sync iterable, with its size declared
+        meta = await backend.store.write_raw(ref, chunks_of, size=total)
+    assert meta.size == total
+    got = await read(backend, ref)
+    assert len(got) == total
+    if got != expected:
+        # Say which chunks differ: a store that kept the buffer stores the last step repeated.
+        bad = [i for i, step in enumerate(steps) if got[i * REUSED_CHUNK : i * REUSED_CHUNK + len(step)] != step]
+        pytest.fail(f"{len(bad)} of {len(steps)} chunks differ from what was yielded (first: chunk {bad[0]})")
 
 
 async def test_stream_longer_than_declared_writes_nothing(backend: Backend) -> None:
@@ -306,6 +409,52 @@ async def test_stream_closes_early_without_error(backend: Backend) -> None:
         assert first
     # Nothing leaks: the store still works for the same object.
     assert len(await read(backend, ref)) == 5 * MiB
+
+
+# -- spellings of one reference ----------------------------------------------------------------------
+
+
+def _spellings(backend: Backend, *keys: str) -> list[str]:
+    """References naming the same object as ``backend.ref(*keys)``: its last character
+    percent-escaped, its scheme upper-cased, and the backend's other spellings of its base."""
+    plain = backend.ref(*keys)
+    escaped = f"{plain[:-1]}%{ord(plain[-1]):02X}"
+    scheme, rest = plain.split("://", 1)
+    others = [b.rstrip("/") + "/" + "/".join(keys) for b in backend.base_spellings]
+    return [plain, escaped, f"{scheme.upper()}://{rest}", *others]
+
+
+async def test_spellings_of_one_reference_name_one_object(backend: Backend) -> None:
+    spellings = _spellings(backend, "spelled", "k")
+    plain = spellings[0]
+    assert len({DataReference(s).split()[1:] for s in spellings}) == 1
+    for other in spellings[1:]:
+        for one, two in ((plain, other), (other, plain)):
+            # Read both first, so a cache in the stack holds each spelling before the overwrite.
+            await backend.store.write_raw(one, b"first")
+            assert await read(backend, two) == b"first"
+            assert await backend.store.read_bytes(one) == b"first"
+            assert await backend.store.read_bytes(two) == b"first"
+            await backend.store.write_raw(two, b"second!")
+            assert await read(backend, one) == b"second!", (one, two)
+            assert await backend.store.read_bytes(one) == b"second!", (one, two)
+            assert (await backend.store.head(one)).size == 7
+            await backend.store.write_raw(one, b"third")
+            assert await backend.store.read_bytes(two) == b"third", (one, two)
+            assert await read(backend, two) == b"third"
+        listed = [e.ref async for e in backend.store.list(backend.ref("spelled"))]
+        assert len(listed) == 1
+    # A copy onto one spelling and a delete through another reach every spelling.
+    source = backend.ref("spelled-source")
+    await backend.store.write_raw(source, b"copied")
+    await backend.store.copy_raw(source, spellings[1])
+    for spelling in spellings:
+        assert await backend.store.read_bytes(spelling) == b"copied", spelling
+    await backend.store.delete(spellings[-1])
+    for spelling in spellings:
+        assert not (await backend.store.head(spelling)).exists, spelling
+        with pytest.raises(NotFoundError):
+            await backend.store.read_bytes(spelling)
 
 
 # -- conditional create ---------------------------------------------------------------------------
