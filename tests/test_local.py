@@ -111,13 +111,13 @@ async def test_open_refuses_a_container_path_that_is_a_file(root: Path) -> None:
 
 @pytest.mark.parametrize("container", ["a/b", "..", ".", "x\0y"])
 def test_constructor_refuses_unsafe_containers(root: Path, container: str) -> None:
-    with pytest.raises(ConfigError, match="container"):
+    with pytest.raises(InvalidArgumentError, match="container"):
         LocalStore(root, container=container)
 
 
 @pytest.mark.parametrize("chunk_size", [0, -1, True, 1.5])
 def test_constructor_refuses_bad_chunk_sizes(root: Path, chunk_size: Any) -> None:
-    with pytest.raises(ConfigError, match="chunk_size"):
+    with pytest.raises(InvalidArgumentError, match="chunk_size"):
         LocalStore(root, chunk_size=chunk_size)
 
 
