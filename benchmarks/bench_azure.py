@@ -49,10 +49,9 @@ from azure.storage.blob.aio import BlobServiceClient
 
 import flytestore.stores.azure as azure_store_module
 from flytestore.stores.azure import AzureStore
+from flytestore.units import KiB, MiB
 from tests.servers_azure import AzuriteServer, start_azurite
 
-KiB = 1024
-MiB = 1024 * KiB
 CONCURRENCY = 32
 SHARED_BIG = "shared/big"
 

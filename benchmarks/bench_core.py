@@ -28,8 +28,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from flytestore import CachedStore, Config, DataStore, MemoryStore, Scope
-
-KiB = 1024
+from flytestore.units import KiB
 
 
 async def timed(batch: int, op: Callable[[int], Awaitable[object]], repeat: int) -> list[float]:

@@ -48,10 +48,9 @@ from gcloud.aio.storage import Storage
 from flytestore import Config
 from flytestore.stores._http import aiohttp_session
 from flytestore.stores.gcs import GCSStore
+from flytestore.units import MiB
 from tests.servers import HOST, free_port, http_ready, run_server
 from tests.servers_gcs import fake_gcs_server_argv, fake_gcs_server_binary
-
-MiB = 1024 * 1024
 
 
 async def _pool(start: int, n: int, concurrency: int, op: Callable[[int], Awaitable[Any]]) -> None:

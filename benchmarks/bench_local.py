@@ -40,10 +40,8 @@ from typing import Any
 import psutil
 
 from flytestore.stores.local import LOCAL_CHUNK_SIZE, LocalStore
+from flytestore.units import GiB, KiB, MiB
 
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
 CHUNK_SIZES = (64 * KiB, 256 * KiB, 1 * MiB, 4 * MiB, 8 * MiB)
 CONTAINER = "bench"
 KINDS = ("sync_write", "store_write", "sync_read", "store_read")

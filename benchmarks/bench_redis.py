@@ -41,9 +41,8 @@ import redis.asyncio as aioredis  # noqa: E402
 
 from flytestore import Config, DataStore, Scope  # noqa: E402
 from flytestore.stores.redis import RedisStore  # noqa: E402
+from flytestore.units import MiB  # noqa: E402
 from tests.servers_redis import redis_server_binary, start_redis  # noqa: E402
-
-MiB = 1024 * 1024
 
 Op = Callable[[str, bytes], Awaitable[Any]]
 Get = Callable[[str], Awaitable[Any]]

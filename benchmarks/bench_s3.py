@@ -70,10 +70,9 @@ from flytestore import Config, DataStore  # noqa: E402
 from flytestore.rawstore import DEFAULT_CHUNK_SIZE  # noqa: E402
 from flytestore.stores import s3 as s3_module  # noqa: E402
 from flytestore.stores.s3 import S3Settings, S3Store  # noqa: E402
+from flytestore.units import KiB, MiB  # noqa: E402
 from tests.servers import HOST, free_port, http_ready, run_server  # noqa: E402
 
-KiB = 1024
-MiB = 1024 * KiB
 ACCESS_KEY = SECRET_KEY = "testing"
 REGION = "us-east-1"
 

@@ -43,11 +43,9 @@ import psutil
 
 from flytestore import Config, DataStore
 from flytestore.transfer import copy_many
+from flytestore.units import GiB, KiB, MiB
 from tests.servers_s3 import MotoS3, start_moto
 
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
 BUCKET = "bench-transfer"
 
 

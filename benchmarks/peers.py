@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-KiB = 1024
-MiB = 1024 * KiB
+from flytestore.units import MiB
+
 #: Read size asked of every library that takes one (flytestore's own default chunk).
 CHUNK = MiB
 #: Connections each client may open: above the suite's highest concurrency (64), so no library is

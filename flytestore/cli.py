@@ -29,6 +29,7 @@ from .progress import ProgressDisplay, human
 from .rawstore import Metadata, SignedURLProperties
 from .reference import split_reference
 from .transfer import Summary, copy_many, prefix_pairs, sync
+from .units import MiB
 
 __all__ = ["EXIT_FAILURES", "EXIT_NOT_FOUND", "EXIT_OK", "EXIT_STORAGE", "EXIT_USAGE", "build_parser", "main"]
 
@@ -40,7 +41,7 @@ EXIT_STORAGE = 4
 
 PROG = "flytestore"
 ENV_PREFIX = "FLYTESTORE_"
-CAT_CHUNK = 1024 * 1024
+CAT_CHUNK = MiB
 
 
 class UsageError(Exception):

@@ -26,6 +26,7 @@ from .errors import InvalidArgumentError, NotFoundError, TransientError
 from .rawstore import ListEntry, Metadata, Options
 from .reference import escape_key, split_reference
 from .retry import Retries, RetryPolicy, policy_of, sharing
+from .units import MiB
 
 __all__ = [
     "ByteBudget",
@@ -39,7 +40,6 @@ __all__ = [
     "sync",
 ]
 
-MiB = 1024 * 1024
 
 #: Schemes whose etag names a version of a file (inode, mtime), not its content: two equal
 #: objects there have different etags, so sync compares modification times instead.

@@ -362,7 +362,7 @@ async def test_declared_size_over_the_cap_is_refused_unread(store: RedisStore, r
         pulled = True
         yield b"x"
 
-    with pytest.raises(InvalidArgumentError, match="exceeds the store.s cap") as info:
+    with pytest.raises(InvalidArgumentError, match=r"exceeds the store.s cap") as info:
         await store.write_raw(rref(redis_server, f"{unique()}/huge"), never(), size=REDIS_MAX_VALUE + 1)
     assert str(REDIS_MAX_VALUE) in str(info.value)
     assert not pulled

@@ -31,7 +31,7 @@ def test_data_reference_is_a_str_and_splits() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Split (docs/flyte-compatibility.md#splitting-references): one case per table row (rows with alternatives give one case each)
+# Split (docs/flyte-compatibility.md#splitting-references): one case per table row
 # --------------------------------------------------------------------------------------------------
 
 SPLIT_CASES = [
@@ -166,7 +166,7 @@ def test_split_is_lru_cached() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# ConstructReference (docs/flyte-compatibility.md#constructing-references): one case per table row (alternatives give one case each)
+# ConstructReference (docs/flyte-compatibility.md#constructing-references): one case per table row
 # --------------------------------------------------------------------------------------------------
 
 P = "s3://bucket/prefix"

@@ -34,11 +34,11 @@ from ..parts import BytesLike
 from ..payload import Payload, iter_payload, payload_size
 from ..rawstore import ByteStream, Metadata, Options, RawStore, check_range, enforce_limit
 from ..reference import escape_key, split_reference
+from ..units import MiB
 from .base import Layer
 
 __all__ = ["CachedStore"]
 
-MiB = 1024 * 1024
 _MIN_CAPACITY = 512 * 1024
 _MAX_KEY = 65535
 
