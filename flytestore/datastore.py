@@ -17,7 +17,7 @@ import asyncio
 import builtins
 import contextlib
 import gc
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -161,7 +161,17 @@ class DataStore:
             task.add_done_callback(self._retiring.discard)
 
     #: Short operations bound straight to the current stack's methods while the store is open.
-    _BOUND = ("head", "read_bytes", "write_raw", "list", "list_page", "delete", "copy_raw", "create_signed_url")
+    _BOUND = (
+        "head",
+        "read_bytes",
+        "write_raw",
+        "list",
+        "list_page",
+        "delete",
+        "delete_many",
+        "copy_raw",
+        "create_signed_url",
+    )
     _BOUND_TOP = ("read_protobuf", "write_protobuf")
 
     def _use(self, stack: _Stack | None) -> None:
@@ -250,6 +260,13 @@ class DataStore:
     def delete(self, ref: str) -> Coroutine[Any, Any, None]:
         """Delete one object; ``NotFoundError`` when it does not exist."""
         return self._current().raw.delete(ref)
+
+    def delete_many(self, refs: Sequence[str]) -> Coroutine[Any, Any, builtins.list[BaseException | None]]:
+        """Delete many objects (S3: DeleteObjects, 1,000 a request; elsewhere bounded-concurrent
+        deletes). One result per reference, in order: ``None`` when the object was deleted or did
+        not exist, else its error (``InvalidReferenceError`` for a bad reference). Raises only for
+        an error of the whole call."""
+        return self._current().raw.delete_many(refs)
 
     def copy_raw(self, src: str, dst: str, *, options: Options | None = None) -> Coroutine[Any, Any, Metadata]:
         """Copy an object, server-side within a backend and streamed across backends."""

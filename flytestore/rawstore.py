@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 import enum
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType, TracebackType
@@ -49,6 +49,7 @@ __all__ = [
     "SignedURLProperties",
     "SignedURLResponse",
     "check_range",
+    "check_refs",
     "enforce_limit",
 ]
 
@@ -321,6 +322,18 @@ def check_range(offset: int, length: int | None) -> None:
         raise InvalidArgumentError(f"length must be a non-negative int or None, got {length!r}")
 
 
+def check_refs(refs: Sequence[str]) -> builtins.list[str]:
+    """Validate ``delete_many``'s argument: a sequence of references (not one reference).
+
+    The references themselves are checked one by one by the store: a bad one is an error in its
+    own slot of the results, not a failure of the call."""
+    if isinstance(refs, (str, bytes, bytearray, memoryview)) or not isinstance(refs, Sequence):
+        raise InvalidArgumentError(
+            f"refs must be a sequence of references (a list or a tuple of str), got {type(refs).__name__}"
+        )
+    return builtins.list(refs)
+
+
 # ---------------------------------------------------------------------------------------------
 # The protocol
 
@@ -365,6 +378,13 @@ class RawStore(Protocol):
     ) -> tuple[builtins.list[DataReference], Cursor]: ...
 
     async def delete(self, ref: str) -> None: ...
+
+    async def delete_many(self, refs: Sequence[str]) -> builtins.list[BaseException | None]:
+        """Delete many objects: one result per reference, in order. ``None`` when the object was
+        deleted or did not exist (a missing object is not an error here: bulk deletes race other
+        deleters), else the error (a bad reference: ``InvalidReferenceError``). Raises only for
+        what concerns the whole call (``refs`` not a sequence)."""
+        ...
 
     async def copy_raw(self, src: str, dst: str, *, options: Options | None = None) -> Metadata: ...
 

@@ -8,7 +8,7 @@ the delegation and serve when a subclass calls ``super()``).
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -40,6 +40,7 @@ _DELEGATED = (
     "list",
     "list_page",
     "delete",
+    "delete_many",
     "copy_raw",
     "create_signed_url",
 )
@@ -105,6 +106,9 @@ class Layer:
 
     def delete(self, ref: str) -> Coroutine[Any, Any, None]:
         return self.inner.delete(ref)
+
+    def delete_many(self, refs: Sequence[str]) -> Coroutine[Any, Any, builtins.list[BaseException | None]]:
+        return self.inner.delete_many(refs)
 
     def copy_raw(self, src: str, dst: str, *, options: Options | None = None) -> Coroutine[Any, Any, Metadata]:
         return self.inner.copy_raw(src, dst, options=options)

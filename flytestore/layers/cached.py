@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from ..backends import BY_SCHEME
@@ -32,7 +32,7 @@ from ..errors import InvalidReferenceError, check_size
 from ..metrics import Scope
 from ..parts import BytesLike
 from ..payload import Payload, iter_payload, payload_size
-from ..rawstore import ByteStream, Metadata, Options, RawStore, check_range, enforce_limit
+from ..rawstore import ByteStream, Metadata, Options, RawStore, check_range, check_refs, enforce_limit
 from ..reference import escape_key, split_reference
 from ..units import MiB
 from .base import Layer
@@ -358,6 +358,17 @@ class CachedStore(Layer):
             await self.inner.delete(ref)
         finally:
             self._invalidate(key)
+
+    async def delete_many(self, refs: Sequence[str]) -> list[BaseException | None]:
+        refs = check_refs(refs)
+        keys = [key for key in (cache_key(ref) for ref in refs if isinstance(ref, str)) if key]
+        for key in keys:
+            self._invalidate(key)
+        try:
+            return await self.inner.delete_many(refs)
+        finally:
+            for key in keys:
+                self._invalidate(key)
 
     async def copy_raw(self, src: str, dst: str, *, options: Options | None = None) -> Metadata:
         # The copy is not cached here: the destination fills on its next read.

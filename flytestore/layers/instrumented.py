@@ -1,15 +1,17 @@
 """InstrumentedStore: per-operation latency and failure metrics of a backend (Flyte's stow metrics).
 
-Timers ``head``, ``read_open`` (time to open a read), ``write``, ``delete``, ``list`` and ``copy``
-(each a ``<name>_ms`` summary plus a histogram in seconds); failure counters ``head_failure``,
-``read_failure``, ``write_failure``, ``delete_failure``, ``list_failure``, ``copy_failure``
-labelled ``failure_type``; ``bad_key`` for references that do not parse or do not belong.
+Timers ``head``, ``read_open`` (time to open a read), ``write``, ``delete``, ``delete_many`` (one
+bulk delete call), ``list`` and ``copy`` (each a ``<name>_ms`` summary plus a histogram in
+seconds); failure counters ``head_failure``, ``read_failure``, ``write_failure``,
+``delete_failure`` (also each object a bulk delete failed to delete), ``list_failure``,
+``copy_failure`` labelled ``failure_type``; ``bad_key`` for references that do not parse or do
+not belong.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from ..errors import InvalidReferenceError, failure_type
@@ -33,9 +35,12 @@ class InstrumentedStore(Layer):
         self.bad_key = scope.counter("bad_key", "references that could not be used")
         self._timers: dict[str, Timer] = {}
         self._failures: dict[str, FailureCounter] = {}
-        for op in ("head", "read_open", "write", "delete", "list", "copy"):
+        for op in ("head", "read_open", "write", "delete", "delete_many", "list", "copy"):
             self._timers[op] = scope.timer(op, f"latency of {op}")
-            name = "read" if op == "read_open" else op
+            name = {"read_open": "read", "delete_many": "delete"}.get(op, op)
+            if name in self._failures:
+                self._failures[op] = self._failures[name]
+                continue
             self._failures[op] = scope.failure_counter(f"{name}_failure", f"failed {name} operations")
 
     def _failed(self, op: str, err: BaseException) -> None:
@@ -71,6 +76,13 @@ class InstrumentedStore(Layer):
 
     def delete(self, ref: str) -> Coroutine[Any, Any, None]:
         return self._timed("delete", self.inner.delete(ref))
+
+    async def delete_many(self, refs: Sequence[str]) -> list[BaseException | None]:
+        results = await self._timed("delete_many", self.inner.delete_many(refs))
+        for result in results:
+            if result is not None:
+                self._failed("delete", result)
+        return results
 
     def copy_raw(self, src: str, dst: str, *, options: Options | None = None) -> Coroutine[Any, Any, Metadata]:
         return self._timed("copy", self.inner.copy_raw(src, dst, options=options))

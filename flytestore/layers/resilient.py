@@ -16,7 +16,10 @@ connection cut it. The registry wraps every backend but the memory store in one 
   that counter, which the caller's own whole-object retries also draw on. A write is retried
   only when its payload can be sent again (bytes) and it is not create-only: a lost response to
   a create-only write that succeeded would turn into a false ``AlreadyExistsError``. A
-  ``delete`` retried after a lost response finds nothing, which counts as done.
+  ``delete`` retried after a lost response finds nothing, which counts as done. ``delete_many``
+  is one operation of the budget (the backend bounds its own requests in flight); the objects
+  whose slot holds a ``TransientError`` (a failed DeleteObjects request fills every slot of it)
+  are deleted again, idempotently, until they succeed or the attempts are spent.
 - **Resumable reads.** When a stream fails transiently mid-body, the rest is fetched with a range
   read and its etag compared with the first response's: a changed object raises
   ``PreconditionFailedError`` rather than splicing two versions. Streams without an etag (so
@@ -29,12 +32,12 @@ from __future__ import annotations
 import asyncio
 import builtins
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from ..errors import InvalidArgumentError, NotFoundError, PreconditionFailedError, TransientError
 from ..payload import Payload
-from ..rawstore import ByteStream, Cursor, ListEntry, Metadata, Options, RawStore
+from ..rawstore import ByteStream, Cursor, ListEntry, Metadata, Options, RawStore, check_refs
 from ..reference import DataReference, split_reference
 from ..retry import NO_RETRY, RetryPolicy, retrying
 from .base import Layer
@@ -218,6 +221,30 @@ class ResilientStore(Layer):
                 first = False
 
         await self._guarded(attempt)
+
+    async def delete_many(self, refs: Sequence[str]) -> builtins.list[BaseException | None]:
+        refs = check_refs(refs)
+        results: builtins.list[BaseException | None] = [None] * len(refs)
+        pending = builtins.list(range(len(refs)))
+        retries = self.retries.start()
+        budget = self.budget
+        await budget.acquire()
+        try:
+            while pending:
+                try:
+                    outcomes = await self.inner.delete_many([refs[i] for i in pending])
+                except TransientError:
+                    if not await retries.wait():
+                        raise
+                    continue
+                for i, outcome in zip(pending, outcomes, strict=True):
+                    results[i] = outcome
+                pending = [i for i in pending if isinstance(results[i], TransientError)]
+                if pending and not await retries.wait():
+                    break
+        finally:
+            budget.release()
+        return results
 
     async def copy_raw(self, src: str, dst: str, *, options: Options | None = None) -> Metadata:
         create_only = options is not None and options.if_not_exists

@@ -9,7 +9,7 @@ under many concurrent first uses; a failed build is not remembered, so the next 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Sequence
 from typing import Any, Protocol, TypeVar
 
 from ..errors import InvalidReferenceError
@@ -23,6 +23,7 @@ from ..rawstore import (
     RawStore,
     SignedURLProperties,
     SignedURLResponse,
+    check_refs,
 )
 from ..reference import DataReference, split_reference
 from ..streamcopy import SPLIT_NEVER, SPLIT_THRESHOLD, stream_copy
@@ -201,6 +202,45 @@ class RoutingStore:
         if store is None:
             return self._slow("delete", ref)
         return store.delete(ref)
+
+    async def delete_many(self, refs: Sequence[str]) -> list[BaseException | None]:
+        """Each backend deletes its own references in one ``delete_many`` (all backends at once);
+        the results come back in the order of ``refs``. A reference no backend serves, or whose
+        backend cannot be built, gets the error in its slot."""
+        refs = check_refs(refs)
+        results: list[BaseException | None] = [None] * len(refs)
+        groups: dict[int, tuple[RawStore, list[int]]] = {}
+        unbuilt: dict[str, BaseException] = {}  # scheme -> why its backend could not be built
+        self.hold()
+        try:
+            for i, ref in enumerate(refs):
+                try:
+                    store = self._live_for(ref)
+                    if store is None:
+                        scheme = split_reference(ref)[0]
+                        failed = unbuilt.get(scheme)
+                        if failed is not None:
+                            results[i] = failed
+                            continue
+                        try:
+                            store = await self.backend_for(ref)
+                        except Exception as err:
+                            unbuilt[scheme] = err
+                            raise
+                except Exception as err:
+                    results[i] = err
+                    continue
+                groups.setdefault(id(store), (store, []))[1].append(i)
+
+            async def run(store: RawStore, indices: list[int]) -> None:
+                outcomes = await store.delete_many([refs[i] for i in indices])
+                for i, outcome in zip(indices, outcomes, strict=True):
+                    results[i] = outcome
+
+            await asyncio.gather(*(run(store, indices) for store, indices in groups.values()))
+        finally:
+            self.release()
+        return results
 
     def list_page(
         self, ref: str, *, max_items: int = 1000, cursor: Cursor | None = None

@@ -4,7 +4,8 @@ generic streamed copy, lifecycle). A new backend subclasses it; see
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import TypeVar
 
 from ..errors import InvalidArgumentError, InvalidReferenceError, NotFoundError, UnsupportedError
@@ -17,14 +18,56 @@ from ..rawstore import (
     Options,
     SignedURLProperties,
     SignedURLResponse,
+    check_refs,
     enforce_limit,
 )
 from ..reference import DataReference, escape_key, split_reference
 from ..streamcopy import stream_copy
 
-__all__ = ["BaseStore"]
+__all__ = ["DELETE_CONCURRENCY", "BaseStore", "delete_each", "run_bounded"]
 
 _S = TypeVar("_S", bound="BaseStore")
+T = TypeVar("T")
+
+#: Single deletes in flight at once in the default ``delete_many`` (backends without a bulk
+#: delete request).
+DELETE_CONCURRENCY = 32
+
+
+async def run_bounded(call: Callable[[T], Awaitable[None]], items: Iterable[T], concurrency: int) -> None:
+    """``await call(item)`` for every item, at most ``concurrency`` at once (a few workers
+    sharing one iterator: no task per item)."""
+    pending = iter(items)
+
+    async def worker() -> None:
+        for item in pending:
+            await call(item)
+
+    if concurrency <= 1:
+        await worker()
+    else:
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+async def delete_each(
+    delete: Callable[[str], Awaitable[None]],
+    refs: Sequence[str],
+    results: list[BaseException | None],
+    indices: Sequence[int],
+    concurrency: int = DELETE_CONCURRENCY,
+) -> None:
+    """``delete(refs[i])`` for each ``i`` of ``indices``, at most ``concurrency`` at once, each
+    outcome in ``results[i]``: ``None`` when deleted or already missing, else the error."""
+
+    async def one(i: int) -> None:
+        try:
+            await delete(refs[i])
+        except NotFoundError:
+            results[i] = None
+        except Exception as err:
+            results[i] = err
+
+    await run_bounded(one, indices, min(concurrency, len(indices)))
 
 
 class BaseStore:
@@ -106,6 +149,31 @@ class BaseStore:
 
     async def delete(self, ref: str) -> None:
         raise NotImplementedError
+
+    async def delete_many(self, refs: Sequence[str]) -> list[BaseException | None]:
+        """Delete each reference (``RawStore.delete_many``): the references are checked first (a
+        bad one is an error in its slot), then ``delete`` runs for the rest, at most
+        ``DELETE_CONCURRENCY`` at once. Backends with a bulk request override ``_delete_located``."""
+        refs = check_refs(refs)
+        results: list[BaseException | None] = [None] * len(refs)
+        located: list[tuple[int, str, str]] = []
+        for i, ref in enumerate(refs):
+            try:
+                container, key = self.locate(ref)
+            except (InvalidReferenceError, NotFoundError) as err:
+                results[i] = err
+                continue
+            located.append((i, container, key))
+        if located:
+            await self._delete_located(refs, located, results)
+        return results
+
+    async def _delete_located(
+        self, refs: list[str], located: list[tuple[int, str, str]], results: list[BaseException | None]
+    ) -> None:
+        """Delete ``refs[i]`` (in ``container`` at ``key``) for each ``(i, container, key)`` of
+        ``located``, each outcome in ``results[i]``. The default: one ``delete`` each, bounded."""
+        await delete_each(self.delete, refs, results, [i for i, _, _ in located])
 
     # -- listing --------------------------------------------------------------------------------
     async def _list_entries(

@@ -506,6 +506,39 @@ async def test_delete_leaves_siblings(backend: Backend) -> None:
     assert await read(backend, backend.ref("d", "b")) == b"b"
 
 
+async def test_delete_many(backend: Backend) -> None:
+    store = backend.store
+    assert await store.delete_many([]) == []
+    doomed = [backend.ref("dm", f"o{i:03d}") for i in range(70)]  # more than the deletes in flight
+    await asyncio.gather(*(store.write_raw(ref, b"x") for ref in doomed))
+    keep = backend.ref("dm", "keep")
+    await store.write_raw(keep, b"keep")
+    assert await read(backend, doomed[0]) == b"x"  # cached where a cache is: deleting must forget it
+    missing = backend.ref("dm", "never-was")
+    refs = [doomed[0], missing, backend.wrong_scheme_ref, *doomed[1:]]
+    results = await store.delete_many(refs)
+    assert len(results) == len(refs)
+    assert results[0] is None and results[1] is None  # a missing object counts as deleted
+    assert isinstance(results[2], InvalidReferenceError)
+    assert results[3:] == [None] * (len(doomed) - 1)
+    for ref in doomed:
+        assert not (await store.head(ref)).exists
+    with pytest.raises(NotFoundError):
+        await read(backend, doomed[0])
+    assert [e.ref async for e in store.list(backend.ref("dm"))] == [keep]
+    assert await read(backend, keep) == b"keep"
+    assert await store.delete_many((keep,)) == [None]
+    assert not (await store.head(keep)).exists
+
+
+async def test_delete_many_refuses_a_single_reference(backend: Backend) -> None:
+    ref = backend.ref("one")
+    await backend.store.write_raw(ref, b"x")
+    with pytest.raises(InvalidArgumentError, match="sequence"):
+        await backend.store.delete_many(ref)  # type: ignore[arg-type]
+    assert (await backend.store.head(ref)).exists
+
+
 # -- copy -----------------------------------------------------------------------------------------
 
 
