@@ -314,6 +314,7 @@ _TOP = _section(
     (("type",), "type", _STR),
     (("container",), "container", _STR),
     (("enable-multicontainer", "enable_multicontainer"), "enable_multicontainer", _VALUE),
+    (("createContainer", "create_container"), "create_container", _VALUE),
     (("stow",), "stow", _STOW),
     (("cache",), "cache", _CACHE),
     (("limits",), "limits", _LIMITS),
@@ -643,6 +644,10 @@ class Config:
     type: str = "stow"
     container: str = ""
     enable_multicontainer: bool = False
+    #: flytestore's own: whether opening the store (and S3's write to a vanished bucket) creates
+    #: the configured bucket/container when it is missing (Flyte's behaviour). False: nothing is
+    #: ever created; an operation on a missing one is a ``NotFoundError`` that names it.
+    create_container: bool = True
     stow: StowConfig = field(default_factory=StowConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
@@ -660,6 +665,7 @@ class Config:
         type: str = "stow",
         container: str = "",
         enable_multicontainer: bool = False,
+        create_container: bool = True,
         stow: StowConfig | Mapping[str, Any] | None = None,
         cache: CacheConfig | Mapping[str, Any] | None = None,
         limits: LimitsConfig | Mapping[str, Any] | None = None,
@@ -673,6 +679,7 @@ class Config:
         self.type = _as_str(type, "type")
         self.container = _as_str(container, "container")
         self.enable_multicontainer = _as_bool(enable_multicontainer, "enable-multicontainer")
+        self.create_container = _as_bool(create_container, "createContainer")
         self.stow = _build_stow(stow)
         self.cache = _build_cache(cache)
         self.limits = _build_limits(limits)
@@ -826,6 +833,7 @@ class Config:
             "type": self.type,
             "container": self.container,
             "enable_multicontainer": self.enable_multicontainer,
+            "create_container": self.create_container,
             "stow": stow,
             "cache": dataclasses.asdict(self.cache),
             "limits": dataclasses.asdict(self.limits),

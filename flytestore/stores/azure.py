@@ -176,10 +176,12 @@ def _detail(exc: BaseException) -> str:
     return _SIG_RE.sub(r"\1=***", text)
 
 
-def _map_error(what: str, exc: BaseException, create: bool) -> StorageError | None:
+def _map_error(what: str, exc: BaseException, create: bool, container: str | None = None) -> StorageError | None:
     message = f"cannot {what}: {_detail(exc)}"
     status = exc.status_code if isinstance(exc, HttpResponseError) else None
     if isinstance(exc, ResourceNotFoundError) or status == 404:
+        if container is not None and getattr(exc, "error_code", None) == "ContainerNotFound":
+            return NotFoundError(f"cannot {what}: container [{container}] does not exist")
         return NotFoundError(message)
     if isinstance(exc, ResourceExistsError):
         return AlreadyExistsError(message)
@@ -203,9 +205,12 @@ def _map_error(what: str, exc: BaseException, create: bool) -> StorageError | No
     return None
 
 
-def _errors(what: str, *, create: bool = False) -> contextlib.AbstractContextManager[None]:
-    """``map_exceptions`` for one operation; ``what`` names it and its reference(s)."""
-    return map_exceptions(lambda exc: _map_error(what, exc, create))
+def _errors(
+    what: str, *, create: bool = False, container: str | None = None
+) -> contextlib.AbstractContextManager[None]:
+    """``map_exceptions`` for one operation; ``what`` names it and its reference(s), ``container``
+    the one container it touches (named when it is missing)."""
+    return map_exceptions(lambda exc: _map_error(what, exc, create, container))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,6 +352,7 @@ class AzureStore(BaseStore):
         client_options: Mapping[str, Any] | None = None,
         block_size: int | None = None,
         upload_concurrency: int | None = None,
+        create_container: bool = True,
     ) -> None:
         """``account_url`` with a ``credential`` (account key dict, SAS string, token credential,
         or None for anonymous access), or a ``connection_string``; ``default_credential`` builds
@@ -354,7 +360,9 @@ class AzureStore(BaseStore):
         ``client_options`` go to ``BlobServiceClient`` as keyword arguments (e.g. ``retry_total``).
         ``part_size`` is the size of a staged block, ``max_parts_in_flight`` how many one write
         stages at once; ``block_size`` and ``upload_concurrency`` are their deprecated former names
-        (taken over them when given).
+        (taken over them when given). ``create_container`` (the config's ``createContainer``):
+        ``open()`` creates the configured container when it is missing; without it nothing is
+        created, and operations on a missing container are ``NotFoundError`` naming it.
         """
         super().__init__(container=container, multicontainer=multicontainer)
         if (account_url is None) == (connection_string is None):
@@ -376,6 +384,7 @@ class AzureStore(BaseStore):
         self.chunk_size = chunk_size
         self.part_size = part_size
         self.max_parts_in_flight = max_parts_in_flight
+        self.create_container = create_container
         self._client_options = dict(client_options or {})
         self._service: BlobServiceClient | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -439,7 +448,7 @@ class AzureStore(BaseStore):
                 assert self.account_url is not None
                 service = BlobServiceClient(self.account_url, credential=credential, **options)
             self._session, self._service = session, service
-            if self.container:
+            if self.container and self.create_container:
                 await self._ensure_container(self.container)
         except BaseException:
             await self.aclose()
@@ -532,7 +541,7 @@ class AzureStore(BaseStore):
         blob = self._blob(ref)
         opts = options or DEFAULT_OPTIONS
         create = opts.if_not_exists
-        with _errors(f"write [{ref}]", create=create):
+        with _errors(f"write [{ref}]", create=create, container=blob.container_name):
             if type(data) is bytes and len(data) <= _SINGLE_PUT_LIMIT and (size is None or size == len(data)):
                 return await self._put(blob, data, opts)  # the common small write, without iteration
             sizes = PartSizes(
@@ -649,7 +658,7 @@ class AzureStore(BaseStore):
         client = self.service.get_container_client(container)
         token = None if cursor.is_start() else cursor.position
         base = f"{self.schemes[0]}://{container}/"
-        with _errors(f"list [{base}{escape_key(prefix)}]"):
+        with _errors(f"list [{base}{escape_key(prefix)}]", container=container):
             pages = client.list_blobs(name_starts_with=prefix or None, results_per_page=max_items).by_page(
                 continuation_token=token
             )
@@ -771,6 +780,7 @@ def from_config(
         # transient failures per the config's ``retries`` section (one budget, jittered, bounded in
         # time); the SDK's own policy (a first backoff of 15 s) would multiply the attempts.
         "client_options": {"retry_total": 0},
+        "create_container": config.create_container,
     }
     if get["upload_concurrency"]:
         # Flyte's key for the blocks one write stages at once.

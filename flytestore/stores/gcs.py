@@ -166,9 +166,11 @@ def _detail(exc: aiohttp.ClientResponseError) -> str:
     return text[:300]
 
 
-def _errors(what: str, *, create: bool = False) -> contextlib.AbstractContextManager[None]:
+def _errors(what: str, *, create: bool = False, bucket: str | None = None) -> contextlib.AbstractContextManager[None]:
     """Map aiohttp errors raised in the block; ``what`` names the operation and its references
-    (``"read [gs://b/k]"``). With ``create``, a failed precondition means the object exists."""
+    (``"read [gs://b/k]"``). With ``create``, a failed precondition means the object exists.
+    ``bucket``: the block's requests answer 404 only when that bucket is missing (uploads,
+    listings), which the error then says."""
 
     def mapper(exc: BaseException) -> StorageError | None:
         if isinstance(exc, aiohttp.ClientResponseError) and _from_token_service(exc):
@@ -177,6 +179,8 @@ def _errors(what: str, *, create: bool = False) -> contextlib.AbstractContextMan
             status = exc.status
             detail = f"HTTP {status}: {_detail(exc)}"
             if status == 404:
+                if bucket is not None:
+                    return NotFoundError(f"cannot {what}: bucket [{bucket}] does not exist ({detail})")
                 return NotFoundError(f"cannot {what}: not found ({detail})")
             if status == 412:
                 if create:
@@ -414,6 +418,7 @@ class GCSStore(BaseStore):
         authenticate: bool | None = None,
         config_field: str = "stow.config",
         upload_chunk_size: int | None = None,
+        create_container: bool = True,
     ) -> None:
         """``endpoint`` (else ``STORAGE_EMULATOR_HOST``) selects an emulator: no credentials are sent
         unless ``authenticate=True`` (a private endpoint of the real service).
@@ -423,7 +428,9 @@ class GCSStore(BaseStore):
         ``config`` supplies the HTTP pool and timeouts (``defaultHttpClient``); ``config_field``
         is where the settings came from, for the field names of ``ConfigError``.
         ``part_size`` is the chunk of resumable uploads (a multiple of 256 KiB);
-        ``upload_chunk_size`` is its deprecated former name.
+        ``upload_chunk_size`` is its deprecated former name. ``create_container`` (the config's
+        ``createContainer``): ``open()`` creates the configured bucket when it is missing; without
+        it nothing is created, and operations on a missing bucket are ``NotFoundError`` naming it.
         """
         super().__init__(container=container, multicontainer=multicontainer)
         if upload_chunk_size is not None:
@@ -444,6 +451,7 @@ class GCSStore(BaseStore):
         self.project_id = project_id or None
         self.scopes = list(scopes) if scopes else list(DEFAULT_SCOPES)
         self.part_size = part_size
+        self.create_container = create_container
         self._service_account = dict(service_account) if service_account is not None else None
         self._config = config
         self._field = config_field
@@ -491,7 +499,7 @@ class GCSStore(BaseStore):
             self._storage = Storage(
                 token=self._token, session=shared, api_root=self.api_root, api_is_dev=self.anonymous
             )
-            if self.container:
+            if self.container and self.create_container:
                 await self._ensure_bucket(self.container)
         except BaseException:
             await self.aclose()
@@ -720,7 +728,7 @@ class GCSStore(BaseStore):
         """One request: a media upload, or multipart when there is metadata or a precondition."""
         content_type = opts.content_type or _DEFAULT_CONTENT_TYPE
         create = opts.if_not_exists
-        with _errors(f"write [{ref}]", create=create):
+        with _errors(f"write [{ref}]", create=create, bucket=bucket):
             if not opts.metadata and not create:
                 url = self._upload_url(bucket, key, "media", False)
             else:
@@ -747,7 +755,7 @@ class GCSStore(BaseStore):
         what = f"write [{ref}]"
         create = opts.if_not_exists
         content_type = opts.content_type or _DEFAULT_CONTENT_TYPE
-        with _errors(what, create=create):
+        with _errors(what, create=create, bucket=bucket):
             resp = await self._request(
                 "POST",
                 self._upload_url(bucket, key, "resumable", create),
@@ -815,7 +823,7 @@ class GCSStore(BaseStore):
             params["prefix"] = prefix
         if not cursor.is_start():
             params["pageToken"] = cursor.position
-        with _errors(f"list [{self.make_ref(container, prefix)}]"):
+        with _errors(f"list [{self.make_ref(container, prefix)}]", bucket=container):
             data = await self.storage.list_objects(container, params=params, timeout=self._timeout)
         make_ref = self.make_ref
         entries = [
@@ -1109,4 +1117,5 @@ def from_config(
         signing_account=signing_account,
         signing_endpoint=signing_endpoint,
         config_field=field,
+        create_container=config.create_container,
     )

@@ -29,8 +29,12 @@ Behaviour worth knowing:
   the check is then not atomic).
 - Unlike Flyte's Go store (docs/flyte-compatibility.md#s3), a write to the configured bucket after it
   vanished creates the bucket and retries the write instead of dropping the data. Other missing
-  buckets are ``NotFoundError``.
+  buckets are ``NotFoundError`` ("bucket [name] does not exist"). With ``create_container=False``
+  (the config's ``createContainer: false``) no bucket is ever created, by ``open()`` or a write.
 - ``delete`` checks the object first: S3 deletes silently, flytestore reports a missing object.
+  ``delete_many`` sends DeleteObjects (``Quiet``) of up to 1,000 keys, ``DELETE_REQUESTS_IN_FLIGHT``
+  requests at once, and maps each key's error to its slot (a key S3 reports missing was deleted;
+  a failed request fills every slot of its keys, which ``ResilientStore`` retries when transient).
 - Listing cursors are the last key returned (``StartAfter``), readable and valid across processes.
 - Etags are reported without their quotes. ``Metadata.content_md5`` is Flyte's
   ``flytecontentmd5`` user-metadata entry.
@@ -106,7 +110,7 @@ from ..rawstore import (
 from ..units import GiB, MiB
 from ._http import http_settings
 from ._s3lean import LeanS3, UseFullPath, lean_unsupported
-from .base import BaseStore
+from .base import BaseStore, run_bounded
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -130,6 +134,9 @@ COPY_OBJECT_MAX = 5 * GiB
 DEFAULT_COPY_PART_SIZE = 512 * MiB
 #: S3 returns at most 1,000 keys per ListObjectsV2 request: larger pages take several.
 _LIST_REQUEST_MAX = 1000
+#: DeleteObjects takes at most 1,000 keys; ``delete_many`` keeps this many requests in flight.
+DELETE_BATCH = 1000
+DELETE_REQUESTS_IN_FLIGHT = 8
 #: SigV4 presigned URLs live at most seven days.
 MAX_SIGNED_URL_SECONDS = 7 * 24 * 3600
 #: Flyte's user-metadata key for the MD5 of signed PUTs (S3 lower-cases metadata keys).
@@ -202,6 +209,10 @@ def _map_error(exc: BaseException, *, what: str, create: bool = False) -> Storag
         code, status = _error_info(exc)
         message = str(exc.response.get("Error", {}).get("Message", "") or "")
         detail = f"cannot {what}: {code or status}" + (f" ({message})" if message else "")
+        if code == "NoSuchBucket":
+            bucket = exc.response.get("Error", {}).get("BucketName")
+            if bucket:
+                return NotFoundError(f"cannot {what}: bucket [{bucket}] does not exist")
         if code in _NOT_FOUND_CODES or status == 404:
             return NotFoundError(detail)
         if code == "PreconditionFailed" or status == 412:
@@ -237,6 +248,13 @@ def _map_error(exc: BaseException, *, what: str, create: bool = False) -> Storag
 def _errors(what: str, *, create: bool = False) -> contextlib.AbstractContextManager[None]:
     """Apply ``_map_error`` to a block (the original stays as ``__cause__``)."""
     return map_exceptions(functools.partial(_map_error, what=what, create=create))
+
+
+def _slot_error(exc: BaseException, ref: str) -> StorageError:
+    """The error of one object of a bulk delete that failed with ``exc`` (a client exception)."""
+    error = _map_error(exc, what=f"delete [{ref}]") or StorageError(f"cannot delete [{ref}]: {exc}")
+    error.__cause__ = exc
+    return error
 
 
 def _is_not_found(exc: ClientError) -> bool:
@@ -497,6 +515,12 @@ class _S3Api:
 
     async def delete(self, bucket: str, key: str) -> None:
         await self.client.delete_object(Bucket=bucket, Key=key)
+
+    async def delete_objects(self, bucket: str, keys: list[str]) -> _Resp:
+        """DeleteObjects in quiet mode: the response lists only the keys that failed."""
+        objects = [{"Key": key} for key in keys]
+        resp: _Resp = await self.client.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+        return resp
 
     async def list(self, bucket: str, prefix: str, max_keys: int, start_after: str | None) -> _Resp:
         extra = {"StartAfter": start_after} if start_after else {}
@@ -921,12 +945,12 @@ class S3Store(BaseStore):
                     raise
 
     async def _with_bucket(self, api: _S3Api, bucket: str, call: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-        """Run a write; if the configured bucket vanished, create it and run the write again
-        (Flyte's Go store creates it but drops the write)."""
+        """Run a write; if the configured bucket vanished and ``create_container`` is set, create
+        it and run the write again (Flyte's Go store creates it but drops the write)."""
         try:
             return await call()
         except ClientError as exc:
-            if not (bucket == self.container and _error_info(exc)[0] == "NoSuchBucket"):
+            if not (self.create_container and bucket == self.container and _error_info(exc)[0] == "NoSuchBucket"):
                 raise
         await self._create_bucket(api, bucket)
         return await call()
@@ -1076,6 +1100,46 @@ class S3Store(BaseStore):
         await self._existing(bucket, key, what)  # S3 deletes missing objects silently
         with _errors(what):
             await self.api.delete(bucket, key)
+
+    async def _delete_located(
+        self, refs: list[str], located: list[tuple[int, str, str]], results: list[BaseException | None]
+    ) -> None:
+        """DeleteObjects, ``DELETE_BATCH`` keys a request, ``DELETE_REQUESTS_IN_FLIGHT`` at once."""
+        api = self.api
+        by_bucket: dict[str, list[tuple[int, str]]] = {}
+        for i, bucket, key in located:
+            by_bucket.setdefault(bucket, []).append((i, key))
+        batches = [
+            (bucket, items[start : start + DELETE_BATCH])
+            for bucket, items in by_bucket.items()
+            for start in range(0, len(items), DELETE_BATCH)
+        ]
+
+        async def send(batch: tuple[str, list[tuple[int, str]]]) -> None:
+            bucket, items = batch
+            try:
+                resp = await api.delete_objects(bucket, [key for _, key in items])
+            except Exception as exc:
+                if _map_error(exc, what="") is None:
+                    raise
+                for i, _ in items:  # the whole request failed: so did each of its keys
+                    results[i] = _slot_error(exc, refs[i])
+                return
+            failed = resp.get("Errors")
+            if not failed:
+                return
+            slots: dict[str, list[int]] = {}
+            for i, key in items:
+                slots.setdefault(key, []).append(i)
+            for error in failed:
+                code = str(error.get("Code", ""))
+                if code in _NOT_FOUND_CODES and code != "NoSuchBucket":
+                    continue  # already gone: deleted
+                cause = ClientError({"Error": {"Code": code, "Message": error.get("Message", "")}}, "DeleteObjects")
+                for i in slots.get(str(error.get("Key", "")), ()):
+                    results[i] = _slot_error(cause, refs[i])
+
+        await run_bounded(send, batches, min(DELETE_REQUESTS_IN_FLIGHT, len(batches)))
 
     # -- copy -----------------------------------------------------------------------------------
 
@@ -1252,4 +1316,10 @@ def from_config(
                     f"unknown key for the s3 backend; valid keys: {', '.join(_KNOWN_KEYS)}",
                 )
         signing = parse_settings({**settings, **override}, config=config, field="signedUrl.stowConfigOverride")
-    return S3Store(s3_settings, container=container, multicontainer=multicontainer, signing=signing)
+    return S3Store(
+        s3_settings,
+        container=container,
+        multicontainer=multicontainer,
+        signing=signing,
+        create_container=config.create_container,
+    )
