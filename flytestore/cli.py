@@ -1,13 +1,21 @@
-"""The ``flytestore`` command: ls, cat, stat, cp, rm, sync and url over any configured store.
+"""The ``flytestore`` command: ls, du, cat, stat, cp, mv, rm, sync and url over any store.
+
+Addresses (``Addresses``): a plain path (``./data``, ``/tmp/x``) or ``file:///abs/path`` is a local
+file; ``file://C/K`` is ``C/K`` below the local root (``--root``, the configured local path, or the
+current directory); ``s3://``, ``gs://``, ``abfs[s]://``, ``redis://`` and ``mem://`` references go
+to their backends. All of them work on either side of one command, whatever the configured
+primary store: the command serves every local address with one local store rooted at ``/``
+(a ``schemes.file`` entry of the config it builds), and prints paths back as they were typed.
 
 Configuration, lowest precedence first: the ``--config`` YAML file (Flyte's ``storage:`` section, or
 a whole Flyte config holding one), then ``FLYTESTORE_*`` environment variables (see
 ``Config.from_env``), then the ``--type``, ``--container`` and ``--root`` flags. With none of these,
-``mem://`` references get a memory store and ``file://<container>/<key>`` references a local store
-rooted at ``--root`` (default: the current directory); anything else is a usage error.
+no backend needs configuring for local paths and ``mem://``; cloud backends take their settings
+from ``schemes.<scheme>.config`` (or their ambient credentials). The command never creates a
+bucket or container.
 
-Exit codes: 0 success, 1 some objects failed to transfer or delete, 2 usage error, 3 not found,
-4 any other storage or configuration error.
+Exit codes: 0 success, 1 some objects failed, 2 usage error (bad reference, bad config), 3 not
+found, 4 any other storage error.
 """
 
 from __future__ import annotations
@@ -15,23 +23,37 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from .backends import BY_SCHEME
 from .config import Config
 from .datastore import DataStore
-from .errors import NotFoundError, StorageError
-from .progress import ProgressDisplay, human
+from .errors import ConfigError, InvalidArgumentError, InvalidReferenceError, NotFoundError, StorageError
+from .progress import ProgressDisplay, count, human
 from .rawstore import Metadata, SignedURLProperties
-from .reference import split_reference
-from .transfer import Summary, copy_many, prefix_pairs, sync
+from .reference import escape_key, split_reference
+from .transfer import Failure, Summary, copy_many, prefix_pairs, sync
 from .units import MiB
 
-__all__ = ["EXIT_FAILURES", "EXIT_NOT_FOUND", "EXIT_OK", "EXIT_STORAGE", "EXIT_USAGE", "build_parser", "main"]
+__all__ = [
+    "EXIT_FAILURES",
+    "EXIT_NOT_FOUND",
+    "EXIT_OK",
+    "EXIT_STORAGE",
+    "EXIT_USAGE",
+    "Address",
+    "Addresses",
+    "build_config",
+    "build_parser",
+    "main",
+]
 
 EXIT_OK = 0
 EXIT_FAILURES = 1
@@ -42,6 +64,8 @@ EXIT_STORAGE = 4
 PROG = "flytestore"
 ENV_PREFIX = "FLYTESTORE_"
 CAT_CHUNK = MiB
+#: References per ``delete_many`` call of ``rm -r`` (S3's DeleteObjects takes 1,000 keys).
+DELETE_BATCH = 1000
 
 
 class UsageError(Exception):
@@ -53,29 +77,37 @@ class UsageError(Exception):
 
 _MAIN_DESCRIPTION = """\
 Inspect and move objects in any flytestore backend (S3, GCS, Azure Blob, Redis, local disk,
-memory). References are URLs such as s3://bucket/key, gs://bucket/key, file://container/key or
-mem://container/key.
+memory), in one command across backends.
+
+addresses (on either side of any command, whatever the configured primary store):
+  ./data, /tmp/x, file:///tmp/x   local files and directories (no configuration needed)
+  file://C/KEY                    C/KEY below the local root (--root, the configured local
+                                  path, or the current directory)
+  s3://BUCKET/KEY  gs://BUCKET/KEY  abfs://CONTAINER/KEY  redis://HOST:PORT/KEY  mem://C/KEY
+A prefix means every object below it: `cp -r SRC DST` copies the contents of SRC into DST
+(as `aws s3 cp --recursive` and `rclone copy` do): SRC/a/b lands at DST/a/b.
 
 configuration (later wins):
   --config FILE          Flyte `storage:` YAML (the section, or a whole config holding it)
   FLYTESTORE_* env vars  FLYTESTORE_CONFIG=file.yaml, FLYTESTORE_TYPE=s3,
                          FLYTESTORE_STOW__CONFIG__ENDPOINT=..., FLYTESTORE_LIMITS__MAXDOWNLOADMBS=0
   --type/--container/--root flags
-With none of these, mem:// references use a memory store and file://CONTAINER/KEY references a
-local store whose root is --root (default: the current directory).
+Backends other than the primary take `schemes.<scheme>.config` (e.g. schemes.gs.config.endpoint).
+No command creates a bucket or container: a missing one is an error that names it.
+
+global options (--config, --json, --quiet, ...) go before or after the command.
 
 exit codes:
-  0 success, 1 some objects failed to transfer, 2 usage error, 3 not found,
-  4 other storage or configuration error
+  0 success, 1 some objects failed, 2 usage error (bad address, option or config),
+  3 not found (missing source, object, bucket), 4 other storage error
 """
 
 _MAIN_EPILOG = """\
 examples:
-  flytestore --type local --root /data --container c ls file://c/prefix
-  flytestore --config flyte.yaml cat s3://bucket/key > key.bin
-  flytestore --json stat s3://bucket/key
-  flytestore cp -r s3://bucket/in/ gs://other/out/
-  flytestore sync --delete file://c/site s3://bucket/site
+  flytestore cp -r ./data s3://bucket/data
+  flytestore ls -l s3://bucket/data
+  FLYTESTORE_LIMITS__MAXDOWNLOADMBS=0 flytestore cat s3://bucket/data/a.txt
+  flytestore sync --delete ./data s3://bucket/data --json
   flytestore <command> --help
 """
 
@@ -83,53 +115,75 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "ls": (
         "list the objects under a prefix",
         "List every object under REF (recursive, in key order); REF defaults to the base container.\n"
-        "A REF naming a single object lists that object. --json prints a list of\n"
+        "A REF naming a single object lists that object; one naming nothing exits with code 3.\n"
+        "-l adds the size and modification time; --json prints a list of\n"
         "{ref, size, etag, last_modified}.",
         "examples:\n"
-        "  flytestore ls s3://bucket/prefix/\n"
-        "  flytestore ls -l file://c\n"
-        "  flytestore --json ls gs://bucket/data | jq '.[].ref'\n",
+        "  flytestore ls s3://bucket/data/\n"
+        "  flytestore ls -l ./data\n"
+        "  flytestore ls s3://bucket/data --json\n",
+    ),
+    "du": (
+        "count the objects and bytes under a prefix",
+        "Print the total size and number of objects under each REF (exit code 3 when none).",
+        "examples:\n  flytestore du s3://bucket/data\n  flytestore du ./data --json\n",
     ),
     "cat": (
         "write objects to standard output",
         "Stream each REF to standard output, chunk by chunk. The configured download limit\n"
         "(limits.maxDownloadMBs, 2 MiB by default) applies unless --no-limit is given.",
         "examples:\n"
-        "  flytestore cat s3://bucket/config.json\n"
-        "  flytestore cat --no-limit s3://bucket/big.bin > big.bin\n",
+        "  flytestore cat s3://bucket/data/a.txt\n"
+        "  flytestore cat --no-limit s3://bucket/data/a.txt > a.txt\n",
     ),
     "stat": (
         "show an object's metadata",
         "Print the size, etag, content type and last modification time of REF.\nExit code 3 when it does not exist.",
-        "examples:\n  flytestore stat s3://bucket/key\n  flytestore --json stat file://c/data.csv\n",
+        "examples:\n  flytestore stat s3://bucket/data/a.txt\n  flytestore stat ./data/a.txt --json\n",
     ),
     "cp": (
         "copy objects, one, many or a whole prefix",
-        "Copy SRC to DST (any scheme to any scheme; server-side within a backend, streamed\n"
-        "across backends). With several sources, or a DST ending in '/', each source is copied\n"
-        "below DST under its own name. With -r, every object under the SRC prefix is copied\n"
-        "below the DST prefix, with bounded concurrency. Transient errors are retried per the\n"
-        "config's retries section (retries.maxAttempts attempts per object in all).\n"
-        "Progress goes to standard error: a bar on a terminal, plain lines when piped.",
+        "Copy SRC to DST, any address to any address (server-side within a backend, streamed\n"
+        "across backends). With several sources, a DST ending in '/', or a DST that is a local\n"
+        "directory, each source lands below DST under its own name. With -r, the contents of\n"
+        "the SRC prefix go below DST (SRC/a/b -> DST/a/b), with bounded concurrency; a DST inside\n"
+        "SRC is refused (exit 2), a missing or empty SRC is an error (exit 3). Transient errors\n"
+        "are retried per the config's retries section. Progress goes to standard error: a line\n"
+        "redrawn on a terminal, plain lines when piped, nothing with --quiet.",
         "examples:\n"
-        "  flytestore cp s3://bucket/a.txt gs://other/b.txt\n"
-        "  flytestore cp s3://bucket/a.txt s3://bucket/b.txt file://c/backup/\n"
-        "  flytestore cp -r --concurrency 64 s3://bucket/in gs://other/out\n",
+        "  flytestore cp ./data/a.txt s3://bucket/data/copy.txt\n"
+        "  flytestore cp ./data/a.txt ./data/b.txt s3://bucket/data/pair/\n"
+        "  flytestore cp -r --concurrency 64 ./data s3://bucket/backup\n"
+        "  flytestore cp -r --dry-run s3://bucket/backup ./restored\n",
+    ),
+    "mv": (
+        "move objects: copy, then delete each source once its copy is verified",
+        "Copy as `cp` does, then delete each source whose copy succeeded and has the source's\n"
+        "size. A failed copy keeps its source (exit 1). -r moves the contents of a prefix.",
+        "examples:\n"
+        "  flytestore mv s3://bucket/data/copy.txt s3://bucket/data/moved.txt\n"
+        "  flytestore mv -r --dry-run s3://bucket/backup s3://bucket/old\n",
     ),
     "rm": (
         "delete objects or a whole prefix",
-        "Delete each REF. With -r, delete every object under each REF prefix: this asks for\n"
-        "confirmation on a terminal, and needs --yes when standard input is not a terminal.",
-        "examples:\n  flytestore rm s3://bucket/old.txt\n  flytestore rm -r --yes s3://bucket/tmp/\n",
+        "Delete each REF (exit code 3 when one does not exist). With -r, delete every object\n"
+        "under each REF prefix, in bulk requests: this asks for confirmation on a terminal, and\n"
+        "needs --yes when standard input is not a terminal. --dry-run lists what would go.",
+        "examples:\n"
+        "  flytestore rm s3://bucket/data/moved.txt\n"
+        "  flytestore rm -r --dry-run s3://bucket/backup\n"
+        "  flytestore rm -r --yes s3://bucket/old\n",
     ),
     "sync": (
         "make a destination prefix mirror a source prefix",
-        "Copy the objects under SRC that are missing below DST or differ there (by size and\n"
-        "etag/MD5, or modification time across backends). --delete also removes the objects\n"
-        "below DST that have no counterpart under SRC.",
+        "Copy the objects under SRC that are missing below DST or differ there (size or\n"
+        "modification time; with --checksum, content hash). --delete then removes the objects\n"
+        "below DST that have no counterpart under SRC, only once every copy has succeeded.\n"
+        "A missing or empty SRC is an error (exit 3) and deletes nothing; a DST inside SRC is\n"
+        "refused (exit 2).",
         "examples:\n"
-        "  flytestore sync file://c/site s3://bucket/site\n"
-        "  flytestore sync --delete s3://bucket/a gs://other/a\n",
+        "  flytestore sync ./data s3://bucket/site\n"
+        "  flytestore sync --delete --dry-run ./data s3://bucket/site\n",
     ),
     "url": (
         "print a signed URL for an object",
@@ -137,59 +191,78 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "Headers the client must send are printed to standard error (and in the --json output).\n"
         "Backends without signed URLs (local, memory, Redis) exit with code 4.",
         "examples:\n"
-        "  flytestore url s3://bucket/key\n"
-        "  flytestore url --method PUT --expires 600 gs://bucket/upload.bin\n",
+        "  flytestore url s3://bucket/data/a.txt\n"
+        "  flytestore url --method PUT --expires 600 s3://bucket/upload.bin\n",
     ),
 }
+
+COMMANDS = tuple(_COMMANDS)
+
+
+def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """The options accepted before and after the command. On the command's own parser they
+    default to SUPPRESS, so that a value given before the command is not reset after it."""
+
+    def kw(default: Any) -> dict[str, Any]:
+        return {"default": default if defaults else argparse.SUPPRESS}
+
+    add = parser.add_argument_group("global options").add_argument
+    add("--config", metavar="FILE", help="a YAML storage config (Flyte `storage:` section)", **kw(None))
+    add("--type", metavar="T", help="primary storage type: mem, local, s3, minio, stow, redis", **kw(None))
+    add("--container", metavar="C", help="the base container (bucket)", **kw(None))
+    add("--root", metavar="PATH", help="file://C/KEY is PATH/C/KEY (default: the current directory)", **kw(None))
+    add("--json", action="store_true", help="print machine-readable JSON on standard output", **kw(False))
+    add("-q", "--quiet", action="store_true", help="print no progress and no summary", **kw(False))
+    add("--no-progress", action="store_true", help="print no progress", **kw(False))
+    add("-l", "--long", action="store_true", help="ls: also print size and modification time", **kw(False))
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``flytestore`` argument parser (exposed for documentation and tests)."""
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog=PROG, description=_MAIN_DESCRIPTION, epilog=_MAIN_EPILOG, formatter_class=fmt)
-    parser.add_argument("--config", metavar="FILE", help="a YAML storage config (Flyte `storage:` section accepted)")
-    parser.add_argument("--type", metavar="T", help="storage type: mem, local, s3, minio, stow, redis")
-    parser.add_argument("--container", metavar="C", help="the base container (bucket)")
-    parser.add_argument(
-        "--root", metavar="PATH", help="root directory of the local store (default: the current directory)"
-    )
-    parser.add_argument("--json", action="store_true", help="print machine-readable JSON on standard output")
+    _global_options(parser, defaults=True)
     sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
 
     def command(name: str) -> argparse.ArgumentParser:
         short, description, epilog = _COMMANDS[name]
-        return sub.add_parser(name, help=short, description=description, epilog=epilog, formatter_class=fmt)
+        p = sub.add_parser(name, help=short, description=description, epilog=epilog, formatter_class=fmt)
+        _global_options(p, defaults=False)
+        return p
 
     p = command("ls")
-    p.add_argument("ref", metavar="REF", nargs="?", help="a prefix or object reference")
-    p.add_argument("-l", "--long", action="store_true", help="also print size and last modification time")
+    p.add_argument("ref", metavar="REF", nargs="?", help="a prefix or object")
+
+    p = command("du")
+    p.add_argument("refs", metavar="REF", nargs="+", help="prefixes")
 
     p = command("cat")
-    p.add_argument("refs", metavar="REF", nargs="+", help="object references")
+    p.add_argument("refs", metavar="REF", nargs="+", help="objects")
     p.add_argument("--no-limit", action="store_true", help="ignore the download limit (limits.maxDownloadMBs=0)")
 
     p = command("stat")
-    p.add_argument("ref", metavar="REF", help="an object reference")
+    p.add_argument("ref", metavar="REF", help="an object")
 
-    p = command("cp")
-    p.add_argument("paths", metavar="SRC", nargs="+", help="source references, then the destination DST")
-    p.add_argument("-r", "--recursive", action="store_true", help="copy every object under the SRC prefix")
-    _transfer_options(p)
+    for name in ("cp", "mv"):
+        p = command(name)
+        p.add_argument("paths", metavar="SRC", nargs="+", help="sources, then the destination DST")
+        p.add_argument("-r", "--recursive", action="store_true", help="the contents of the SRC prefix, below DST")
+        _transfer_options(p)
 
     p = command("rm")
-    p.add_argument("refs", metavar="REF", nargs="+", help="object references (prefixes with -r)")
+    p.add_argument("refs", metavar="REF", nargs="+", help="objects (prefixes with -r)")
     p.add_argument("-r", "--recursive", action="store_true", help="delete every object under each prefix")
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
-    p.add_argument("--concurrency", type=_positive, default=32, metavar="N", help="deletes in flight (default 32)")
+    p.add_argument("--dry-run", action="store_true", help="print what would be deleted; delete nothing")
 
     p = command("sync")
     p.add_argument("src", metavar="SRC", help="the source prefix")
     p.add_argument("dst", metavar="DST", help="the destination prefix")
-    p.add_argument("--delete", action="store_true", help="delete destination objects missing from SRC")
+    p.add_argument("--delete", action="store_true", help="then delete destination objects missing from SRC")
     _transfer_options(p)
 
     p = command("url")
-    p.add_argument("ref", metavar="REF", help="an object reference")
+    p.add_argument("ref", metavar="REF", help="an object")
     p.add_argument("--method", type=str.upper, choices=("GET", "PUT"), default="GET", help="allowed method (GET)")
     p.add_argument("--expires", type=_positive, default=3600, metavar="SECONDS", help="lifetime (default 3600)")
     return parser
@@ -197,11 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _transfer_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", type=_positive, default=32, metavar="N", help="objects in flight (default 32)")
-    p.add_argument(
-        "--no-progress",
-        action="store_true",
-        help="show no progress (by default: a bar on a terminal, else plain lines)",
-    )
+    p.add_argument("--dry-run", action="store_true", help="print what would be done; change nothing")
 
 
 def _positive(text: str) -> int:
@@ -217,57 +286,181 @@ def _positive(text: str) -> int:
 # ---------------------------------------------------------------------------------------------
 # Configuration
 
+#: What the command adds to every config: one local store rooted at "/" serves every local
+#: address (whatever the primary is), and every container of every backend is reachable.
+_LOCAL_SCHEME = "file"
 
-def _refs_of(args: argparse.Namespace) -> list[str]:
-    refs: list[str] = []
-    for name in ("ref", "refs", "paths", "src", "dst"):
-        value = getattr(args, name, None)
-        if isinstance(value, str):
-            refs.append(value)
-        elif isinstance(value, list):
-            refs.extend(value)
-    return refs
+
+def _user_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Config:
+    """The user's config: ``--config`` < ``FLYTESTORE_*`` variables < ``--type``/``--container``.
+
+    With no config file and no variable choosing a primary store, the primary is a memory store
+    (nothing to configure): variables such as ``FLYTESTORE_LIMITS__MAXDOWNLOADMBS=0`` then tune it.
+    """
+    env = {name: value for name, value in environ.items() if name.upper().startswith(ENV_PREFIX)}
+    config_var = ENV_PREFIX + "CONFIG"
+    if args.config:
+        env = {k: v for k, v in env.items() if k.upper() != config_var}
+        env[config_var] = args.config
+    if args.type:
+        env = {k: v for k, v in env.items() if k.upper() != ENV_PREFIX + "TYPE"}
+        env[ENV_PREFIX + "TYPE"] = args.type
+    if args.container:
+        env = {k: v for k, v in env.items() if k.upper() != ENV_PREFIX + "CONTAINER"}
+        env[ENV_PREFIX + "CONTAINER"] = args.container
+    chooses = (ENV_PREFIX + "TYPE", ENV_PREFIX + "STOW__")
+    if not any(k.upper() == config_var and v for k, v in env.items()) and not any(
+        k.upper().startswith(chooses) for k in env
+    ):
+        env[ENV_PREFIX + "TYPE"] = "mem"
+    return Config.from_env(env, prefix=ENV_PREFIX)
+
+
+def _local_root(user: Config, args: argparse.Namespace) -> str:
+    """Where ``file://C/KEY`` points: ``--root``, the local primary's path, the ``schemes.file``
+    path, or the current directory."""
+    if args.root:
+        return os.path.abspath(str(args.root))
+    if user.primary_kind() == "local" and user.backend_config().get("path"):
+        return os.path.abspath(str(user.backend_config()["path"]))
+    entry = user.scheme_config(_LOCAL_SCHEME)
+    if entry is not None and entry.config.get("path"):
+        return os.path.abspath(entry.config["path"])
+    return os.getcwd()
+
+
+def command_config(user: Config) -> Config:
+    """The config the command runs with: the user's, plus one local store rooted at ``/`` for
+    every local address (``schemes.file``), every container reachable, and no bucket or container
+    ever created. A local primary gives way to a memory one (its root is kept by ``Addresses``)."""
+    schemes = {**user.schemes, _LOCAL_SCHEME: {"kind": "local", "config": {"path": os.sep}}}
+    changes: dict[str, Any] = {"enable_multicontainer": True, "schemes": schemes}
+    if user.primary_kind() == "local":
+        changes.update(type="mem", stow={}, local=None)
+    if "create_container" in {f.name for f in dataclasses.fields(Config)}:
+        changes["create_container"] = False
+    return user.with_overrides(**changes)
 
 
 def build_config(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Config:
-    """The Config for a command line: ``--config`` < ``FLYTESTORE_*`` variables < flags."""
-    env = dict(os.environ if environ is None else environ)
-    if args.config:
-        env[ENV_PREFIX + "CONFIG"] = args.config
-    configured = any(name.upper().startswith(ENV_PREFIX) for name in env)
-    if configured:
-        config = Config.from_env(env, prefix=ENV_PREFIX)
-    elif args.type:
-        config = Config(type=args.type, container=args.container or "")
-    else:
-        config = _implicit_config(args)
-    changes: dict[str, Any] = {}
-    if args.type and args.type != config.type:
-        changes["type"] = args.type
-    if args.container:
-        changes["container"] = args.container
-    if changes:
-        config = config.with_overrides(**changes)
-    if config.primary_kind() == "local" and (args.root or not config.backend_config().get("path")):
-        local = dict(config.local or {})
-        local["path"] = os.path.abspath(args.root or os.getcwd())
-        config = config.with_overrides(local=local)
-    return config
+    """The Config a command line runs with (see ``command_config``)."""
+    return command_config(_user_config(args, os.environ if environ is None else environ))
 
 
-def _implicit_config(args: argparse.Namespace) -> Config:
-    refs = _refs_of(args)
-    schemes = {split_reference(ref)[0].lower() for ref in refs}
-    if refs and schemes == {"mem"}:
-        return Config(type="mem", container=args.container or split_reference(refs[0])[1])
-    if refs and schemes == {"file"}:
-        container = args.container or split_reference(refs[0])[1]
-        return Config(type="local", container=container)
-    raise UsageError(
-        "no storage configured: pass --config FILE (a Flyte `storage:` YAML), set FLYTESTORE_* "
-        "environment variables (e.g. FLYTESTORE_CONFIG=storage.yaml), or give --type/--container "
-        "(and --root for a local store); without any, only file:// and mem:// references work"
-    )
+# ---------------------------------------------------------------------------------------------
+# Addresses
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """One address as the user typed it (``text``) and the reference the store is asked for."""
+
+    text: str
+    ref: str
+    #: The absolute local path, for local addresses.
+    path: str | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.path is not None
+
+    @property
+    def is_dir(self) -> bool:
+        """An existing local directory (which may hold no object, and still exists)."""
+        return self.path is not None and os.path.isdir(self.path)
+
+    @property
+    def names_dir(self) -> bool:
+        """Typed as a directory: a trailing '/', or an existing local directory."""
+        return self.text.endswith("/") or self.is_dir
+
+    def relative(self, ref: str) -> str | None:
+        """The key of ``ref`` below this address ('' for the address itself), else None."""
+        scheme, container, key = split_reference(self.ref)
+        other_scheme, other_container, other_key = split_reference(ref)
+        if (other_scheme, other_container) != (scheme, container):
+            return None
+        if other_key == key:
+            return ""
+        if not key:
+            return other_key
+        return other_key[len(key) + 1 :] if other_key.startswith(key + "/") else None
+
+    def below(self, rel: str) -> str:
+        """How to print the object ``rel`` below this address, in the user's spelling."""
+        if not rel:
+            return self.text
+        base = self.text.rstrip("/") or self.text
+        sep = "" if base.endswith("/") else "/"
+        if self.path is not None and "://" not in self.text:
+            return base + sep + rel
+        return base + sep + escape_key(rel)
+
+
+class Addresses:
+    """Turns what the user typed into references, and references back into what they typed."""
+
+    def __init__(self, config: Config, local_root: str) -> None:
+        self.local_root = local_root
+        self.schemes = set(BY_SCHEME) | {s.lower() for s in config.schemes}
+        self._seen: list[Address] = []
+
+    def __call__(self, text: str) -> Address:
+        address = self._resolve(text)
+        self._seen.append(address)
+        self._seen.sort(key=lambda a: len(split_reference(a.ref)[2]), reverse=True)  # most specific first
+        return address
+
+    def _resolve(self, text: str) -> Address:
+        if not text:
+            raise UsageError("an empty address")
+        if "://" not in text:
+            return self._local(text, os.path.realpath(os.path.expanduser(text)))
+        try:
+            scheme, container, key = split_reference(text)
+        except InvalidReferenceError as err:
+            raise UsageError(str(err)) from None
+        if scheme not in self.schemes:
+            known = ", ".join(f"{s}://" for s in sorted(self.schemes))
+            raise UsageError(f"unknown scheme [{scheme}://] in [{text}]; known: {known}")
+        if scheme == _LOCAL_SCHEME:
+            if not container:  # file:///abs/path
+                return self._local(text, os.path.realpath("/" + key))
+            segments = [container, *key.split("/")] if key else [container]
+            if any(s in (".", "..") for s in segments):
+                raise UsageError(f"[{text}] leaves the local root [{self.local_root}]")
+            return self._local(text, os.path.join(os.path.realpath(self.local_root), *segments))
+        if not container:
+            raise UsageError(f"[{text}] names no bucket or container: write {scheme}://BUCKET/KEY")
+        return Address(text, text)
+
+    @staticmethod
+    def _local(text: str, path: str) -> Address:
+        """A local path as a reference to the local store rooted at '/': its first directory is
+        the container, the rest the key."""
+        container, _, key = path.strip(os.sep).partition(os.sep)
+        if not container:
+            raise UsageError(f"[{text}] names the root directory: name a directory below it")
+        ref = f"{_LOCAL_SCHEME}://{container}/{escape_key(key.replace(os.sep, '/'))}"
+        try:
+            parsed = split_reference(ref)[1]
+        except InvalidReferenceError:
+            parsed = None
+        if parsed != container:
+            raise UsageError(f"[{text}]: the top-level directory [{container}] cannot be addressed")
+        return Address(text, ref, path)
+
+    def show(self, ref: str) -> str:
+        """``ref`` as the user would write it: below one of their addresses when it is."""
+        ref = str(ref)
+        for address in self._seen:
+            rel = address.relative(ref)
+            if rel is not None:
+                return address.below(rel)
+        scheme, container, key = split_reference(ref)
+        if scheme == _LOCAL_SCHEME:
+            return os.sep + os.path.join(container, *key.split("/"))
+        return ref
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,91 +471,175 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _count(n: int) -> str:
-    return f"{n} object" if n == 1 else f"{n} objects"
-
-
 def _print_json(value: object) -> None:
     json.dump(value, sys.stdout, indent=None, sort_keys=False)
     sys.stdout.write("\n")
 
 
-def _summary_dict(summary: Summary) -> dict[str, Any]:
-    return {
-        "ok": summary.ok,
-        "copied": summary.copied,
-        "skipped": summary.skipped,
-        "deleted": summary.deleted,
-        "failed": [{"src": f.src, "dst": f.dst, "error": str(f.error)} for f in summary.failed],
-        "bytes": summary.bytes,
-        "seconds": round(summary.seconds, 6),
-        "throughput": round(summary.throughput, 3),
-    }
+@dataclass
+class _Session:
+    """What every command handler gets: the store, the arguments and the addresses."""
+
+    store: DataStore
+    args: argparse.Namespace
+    addresses: Addresses
+    base: Address | None
+
+    def say(self, line: str) -> None:
+        """A summary line on standard output (not with --quiet or --json)."""
+        if not (self.args.quiet or self.args.json):
+            print(line)
+
+    def progress(self, label: str, *, show_bytes: bool = True) -> ProgressDisplay:
+        """A line redrawn on a terminal, plain lines on anything else; nothing with --quiet or
+        --no-progress."""
+        enabled = not (self.args.quiet or self.args.no_progress)
+        return ProgressDisplay(label, sys.stderr, tty=sys.stderr.isatty(), enabled=enabled, show_bytes=show_bytes)
+
+    def fail(self, what: str, err: BaseException) -> None:
+        print(f"{PROG}: failed: {what}: {err}", file=sys.stderr)
+
+    def report(self, summary: Summary, verb: str = "copied", **extra: Any) -> int:
+        show = self.addresses.show
+        for failure in summary.failed:
+            what = f"{show(failure.src)} -> {show(failure.dst)}" if failure.src else show(failure.dst)
+            self.fail(what, failure.error)
+        if self.args.json:
+            _print_json(
+                {
+                    "ok": summary.ok,
+                    "copied": summary.copied,
+                    "skipped": summary.skipped,
+                    "deleted": summary.deleted,
+                    "failed": [
+                        {"src": show(f.src) if f.src else "", "dst": show(f.dst), "error": str(f.error)}
+                        for f in summary.failed
+                    ],
+                    "bytes": summary.bytes,
+                    "seconds": round(summary.seconds, 6),
+                    "throughput": round(summary.throughput, 3),
+                    **extra,
+                }
+            )
+        else:
+            parts = [f"{summary.copied} {verb}", f"{summary.skipped} skipped"]
+            if summary.deleted:
+                parts.append(f"{summary.deleted} deleted")
+            parts.extend(f"{value} {name}" for name, value in extra.items())
+            parts.append(f"{len(summary.failed)} failed")
+            rate = f"{human(summary.throughput)}/s"
+            self.say(", ".join(parts) + f"; {human(summary.bytes)} in {summary.seconds:.2f}s ({rate})")
+        return EXIT_OK if summary.ok else EXIT_FAILURES
+
+    def plan(self, verb: str, rows: Sequence[tuple[str, str]]) -> int:
+        """--dry-run: what would happen, one line per object (``(src, dst)``; src '' for a delete)."""
+        show = self.addresses.show
+        if self.args.json:
+            _print_json(
+                {
+                    "dry_run": True,
+                    "actions": [{"action": verb, "src": show(s) if s else "", "dst": show(d)} for s, d in rows],
+                }
+            )
+            return EXIT_OK
+        for src, dst in rows:
+            print(f"(dry run) {verb}: {show(src)} -> {show(dst)}" if src else f"(dry run) {verb}: {show(dst)}")
+        self.say(f"(dry run) would {verb} {count(len(rows))}; nothing changed")
+        return EXIT_OK
 
 
-def _progress(args: argparse.Namespace, label: str) -> ProgressDisplay:
-    """A bar on a terminal, plain lines on standard error otherwise; nothing with --no-progress."""
-    return ProgressDisplay(label, sys.stderr, tty=sys.stderr.isatty(), enabled=not args.no_progress)
+async def _finished(progress: ProgressDisplay, job: Awaitable[Summary]) -> Summary:
+    try:
+        return await job
+    finally:
+        progress.finish()
 
 
-def _report_summary(args: argparse.Namespace, summary: Summary, verb: str) -> int:
-    for failure in summary.failed:
-        what = f"{failure.src} -> {failure.dst}" if failure.src else failure.dst
-        print(f"{PROG}: failed: {what}: {failure.error}", file=sys.stderr)
-    if args.json:
-        _print_json(_summary_dict(summary))
-    else:
-        parts = [f"{summary.copied} {verb}", f"{summary.skipped} skipped"]
-        if summary.deleted:
-            parts.append(f"{summary.deleted} deleted")
-        parts.append(f"{len(summary.failed)} failed")
-        print(
-            ", ".join(parts)
-            + f"; {human(summary.bytes)} in {summary.seconds:.2f}s ({human(int(summary.throughput))}/s)"
+def _overlap(src: Address, dst: Address) -> None:
+    """Refuse a destination prefix inside the source prefix (or the source itself): copying it
+    would copy its own copies."""
+    if src.relative(dst.ref) is not None:
+        raise UsageError(
+            f"the destination [{dst.text}] is inside the source [{src.text}]: it would copy its own copies"
         )
-    return EXIT_OK if summary.ok else EXIT_FAILURES
+
+
+async def _nonempty(session: _Session, src: Address) -> None:
+    """A missing or empty source prefix is an error (exit 3) before anything is done."""
+    async for _ in session.store.list(src.ref, page_size=1):
+        return
+    raise NotFoundError(f"no objects under [{src.text}]")
 
 
 # ---------------------------------------------------------------------------------------------
 # Commands
 
 
-async def _cmd_ls(store: DataStore, args: argparse.Namespace) -> int:
-    ref = args.ref or str(store.base_container)
+async def _cmd_ls(session: _Session) -> int:
+    args, show = session.args, session.addresses.show
+    if args.ref is not None:
+        address = session.addresses(args.ref)
+    elif session.base is not None:
+        address = session.base
+    else:
+        raise UsageError("ls needs a REF: no base container is configured")
     rows: list[dict[str, Any]] = []
     tty = sys.stdout.isatty()
 
     def emit(ref: str, size: int, etag: str, modified: datetime | None) -> None:
         if args.json:
-            rows.append({"ref": ref, "size": size, "etag": etag, "last_modified": _iso(modified)})
+            rows.append({"ref": show(ref), "size": size, "etag": etag, "last_modified": _iso(modified)})
         elif args.long:
             shown = human(size) if tty else str(size)
-            print(f"{shown}\t{_iso(modified) or '-'}\t{ref}")
+            print(f"{shown}\t{_iso(modified) or '-'}\t{show(ref)}")
         else:
-            print(ref)
+            print(show(ref))
 
     found = False
-    async for entry in store.list(ref):
+    async for entry in session.store.list(address.ref):
         found = True
         emit(str(entry.ref), entry.size, entry.etag, entry.last_modified)
-    has_key = bool(split_reference(ref)[2].strip("/"))
+    has_key = bool(split_reference(address.ref)[2]) and not address.is_dir
     if not found and has_key:
-        meta = await store.head(ref)
+        meta = await session.store.head(address.ref)
         if meta.exists:
             found = True
-            emit(ref, meta.size, meta.etag, meta.last_modified)
+            emit(address.ref, meta.size, meta.etag, meta.last_modified)
     if args.json:
         _print_json(rows)
     if not found and has_key:  # an empty container is listed as empty, a missing key is not found
-        raise NotFoundError(f"no object or prefix [{ref}]")
+        raise NotFoundError(f"no object or prefix [{address.text}]")
     return EXIT_OK
 
 
-async def _cmd_cat(store: DataStore, args: argparse.Namespace) -> int:
+async def _cmd_du(session: _Session) -> int:
+    results: list[tuple[str, int, int]] = []
+    for text in session.args.refs:
+        address = session.addresses(text)
+        objects = total = 0
+        async for entry in session.store.list(address.ref):
+            objects += 1
+            total += entry.size
+        if not objects:
+            meta = await session.store.head(address.ref) if split_reference(address.ref)[2] else Metadata(exists=False)
+            if not meta.exists:
+                raise NotFoundError(f"no objects under [{address.text}]")
+            objects, total = 1, meta.size
+        results.append((address.text, total, objects))
+    if session.args.json:
+        rows = [{"ref": text, "bytes": total, "objects": objects} for text, total, objects in results]
+        _print_json(rows if len(rows) > 1 else rows[0])
+    else:
+        for text, total, objects in results:
+            print(f"{total}\t{human(total)}\t{count(objects)}\t{text}")
+    return EXIT_OK
+
+
+async def _cmd_cat(session: _Session) -> int:
     out = getattr(sys.stdout, "buffer", None)
     sys.stdout.flush()
-    for ref in args.refs:
-        stream = await store.read_raw(ref)
+    for text in session.args.refs:
+        stream = await session.store.read_raw(session.addresses(text).ref)
         async with stream:
             async for chunk in stream:
                 if out is not None:
@@ -374,9 +651,13 @@ async def _cmd_cat(store: DataStore, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _meta_dict(ref: str, meta: Metadata) -> dict[str, Any]:
-    return {
-        "ref": ref,
+async def _cmd_stat(session: _Session) -> int:
+    address = session.addresses(session.args.ref)
+    meta = await session.store.head(address.ref)
+    if not meta.exists:
+        raise NotFoundError(f"object [{address.text}] does not exist")
+    info = {
+        "ref": address.text,
         "size": meta.size,
         "etag": meta.etag,
         "content_md5": meta.content_md5,
@@ -385,17 +666,10 @@ def _meta_dict(ref: str, meta: Metadata) -> dict[str, Any]:
         "version": meta.version,
         "metadata": dict(meta.user_metadata),
     }
-
-
-async def _cmd_stat(store: DataStore, args: argparse.Namespace) -> int:
-    meta = await store.head(args.ref)
-    if not meta.exists:
-        raise NotFoundError(f"object [{args.ref}] does not exist")
-    info = _meta_dict(args.ref, meta)
-    if args.json:
+    if session.args.json:
         _print_json(info)
         return EXIT_OK
-    print(f"ref: {args.ref}")
+    print(f"ref: {address.text}")
     print(f"size: {meta.size}")
     print(f"etag: {meta.etag or '-'}")
     if meta.content_md5:
@@ -409,51 +683,98 @@ async def _cmd_stat(store: DataStore, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _basename(ref: str) -> str:
-    key = split_reference(ref)[2].rstrip("/")
-    name = key.rsplit("/", 1)[-1]
+def _basename(address: Address) -> str:
+    name = split_reference(address.ref)[2].rsplit("/", 1)[-1]
     if not name:
-        raise UsageError(f"cannot copy [{ref}] into a directory: it names no object")
+        raise UsageError(f"cannot copy [{address.text}] into a directory: it names no object")
     return name
 
 
-async def _cmd_cp(store: DataStore, args: argparse.Namespace) -> int:
+async def _copy_pairs(session: _Session) -> tuple[list[tuple[str, str]], Address]:
+    """The ``(src, dst)`` references of a cp/mv line, sources checked first; -r lists its source
+    once, so that a job's own writes are never part of its input."""
+    args = session.args
     if len(args.paths) < 2:
-        raise UsageError("cp needs a source and a destination")
-    *sources, dst = args.paths
-    progress = _progress(args, "cp")
+        raise UsageError(f"{args.command} needs a source and a destination")
+    *texts, dst_text = args.paths
+    sources = [session.addresses(text) for text in texts]
+    dst = session.addresses(dst_text)
     if args.recursive:
         if len(sources) != 1:
-            raise UsageError("cp -r takes one source prefix and one destination prefix")
+            raise UsageError(f"{args.command} -r takes one source prefix and one destination prefix")
         src = sources[0]
-        try:
-            summary = await copy_many(
-                store, prefix_pairs(store, src, dst), concurrency=args.concurrency, progress=progress
-            )
-        finally:
-            progress.finish()
-        if summary.copied == 0 and not summary.failed:
-            raise NotFoundError(f"no objects under [{src}]")
-        return _report_summary(args, summary, "copied")
-    into = len(sources) > 1 or dst.endswith("/")
-    pairs = [(src, dst.rstrip("/") + "/" + _basename(src) if into else dst) for src in sources]
-    try:
-        summary = await copy_many(store, pairs, concurrency=args.concurrency, progress=progress)
-    finally:
-        progress.finish()
+        _overlap(src, dst)
+        pairs = [(str(s), d) async for s, d in prefix_pairs(session.store, src.ref, dst.ref)]
+        if not pairs:
+            raise NotFoundError(f"no objects under [{src.text}]")
+        return pairs, src
+    into = len(sources) > 1 or dst.names_dir
+    dst_base = dst.ref if dst.ref.endswith("/") else dst.ref + "/"
+    pairs = [(src.ref, dst_base + escape_key(_basename(src)) if into else dst.ref) for src in sources]
+    for source, target in pairs:
+        if source == target:
+            raise UsageError(f"[{session.addresses.show(source)}] would be copied onto itself")
+    # One object: a missing source is this command's error (exit 3).
+    if len(pairs) == 1 and not (await session.store.head(pairs[0][0])).exists:
+        raise NotFoundError(f"source [{sources[0].text}] does not exist")
+    return pairs, sources[0]
+
+
+async def _cmd_cp(session: _Session) -> int:
+    pairs, _ = await _copy_pairs(session)
+    if session.args.dry_run:
+        return session.plan("copy", pairs)
+    progress = session.progress("cp")
+    summary = await _finished(
+        progress, copy_many(session.store, pairs, concurrency=session.args.concurrency, progress=progress)
+    )
     if len(pairs) == 1 and summary.failed:
         raise summary.failed[0].error  # one object: its own error decides the exit code
-    return _report_summary(args, summary, "copied")
+    return session.report(summary)
 
 
-async def _expand_rm(store: DataStore, args: argparse.Namespace) -> list[str]:
-    targets: list[str] = []
-    for ref in args.refs:
-        found = [str(entry.ref) async for entry in store.list(ref)]
-        if not found:
-            raise NotFoundError(f"no objects under [{ref}]")
-        targets.extend(found)
-    return targets
+async def _cmd_mv(session: _Session) -> int:
+    pairs, _ = await _copy_pairs(session)
+    if session.args.dry_run:
+        return session.plan("move", pairs)
+    progress = session.progress("mv")
+    summary = await _finished(
+        progress, copy_many(session.store, pairs, concurrency=session.args.concurrency, progress=progress)
+    )
+    failed = {failure.src for failure in summary.failed}
+    copied = [(src, dst) for src, dst in pairs if src not in failed]
+    # Verified: each destination exists with its source's size before the source goes.
+    verified: list[str] = []
+    for src, dst in copied:
+        src_meta, dst_meta = await asyncio.gather(session.store.head(src), session.store.head(dst))
+        if dst_meta.exists and src_meta.exists and dst_meta.size == src_meta.size:
+            verified.append(src)
+        else:
+            summary.failed.append(_failure(src, dst, StorageError("the copy could not be verified; source kept")))
+    moved = 0
+    for ref, err in zip(verified, await _delete_all(session, verified, "mv: deleting sources"), strict=True):
+        if err is None:
+            moved += 1
+        else:
+            summary.failed.append(_failure(ref, "", err))
+    return session.report(summary, moved=moved)
+
+
+def _failure(src: str, dst: str, err: BaseException) -> Failure:
+    return Failure(src, dst or src, err)
+
+
+async def _delete_all(session: _Session, refs: Sequence[str], label: str) -> list[BaseException | None]:
+    """Delete ``refs`` in bulk requests of ``DELETE_BATCH``, with progress; one result each."""
+    results: list[BaseException | None] = []
+    progress = session.progress(label, show_bytes=False)
+    try:
+        for start in range(0, len(refs), DELETE_BATCH):
+            results.extend(await session.store.delete_many(list(refs[start : start + DELETE_BATCH])))
+            progress.update(len(results), len(refs), 0, sum(r is not None for r in results))
+    finally:
+        progress.finish()
+    return results
 
 
 def _confirm(question: str) -> bool:
@@ -463,62 +784,65 @@ def _confirm(question: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-async def _cmd_rm(store: DataStore, args: argparse.Namespace) -> int:
-    if not args.recursive:
-        if len(args.refs) == 1:
-            await store.delete(args.refs[0])
-            if args.json:
-                _print_json({"deleted": args.refs, "failed": []})
-            return EXIT_OK
-        targets = list(args.refs)
-    else:
-        targets = await _expand_rm(store, args)
-        if not args.yes:
-            if not sys.stdin.isatty():
-                raise UsageError(
-                    f"rm -r would delete {_count(len(targets))}: pass --yes to confirm (stdin is not a terminal)"
-                )
-            if not _confirm(f"delete {_count(len(targets))} under {', '.join(args.refs)}?"):
-                print(f"{PROG}: nothing deleted", file=sys.stderr)
-                return EXIT_USAGE
-    deleted: list[str] = []
-    failed: list[tuple[str, BaseException]] = []
-    slots = asyncio.Semaphore(args.concurrency)
-
-    async def delete(ref: str) -> None:
-        async with slots:
-            try:
-                await store.delete(ref)
-                deleted.append(ref)
-            except Exception as err:
-                failed.append((ref, err))
-
-    await asyncio.gather(*(delete(ref) for ref in targets))
+async def _cmd_rm(session: _Session) -> int:
+    args, show = session.args, session.addresses.show
+    addresses = [session.addresses(text) for text in args.refs]
+    targets: list[str] = []
+    for address in addresses:
+        if args.recursive:
+            found = [str(entry.ref) async for entry in session.store.list(address.ref)]
+            if not found:
+                raise NotFoundError(f"no objects under [{address.text}]")
+            targets.extend(found)
+        else:
+            if not (await session.store.head(address.ref)).exists:
+                raise NotFoundError(f"object [{address.text}] does not exist")
+            targets.append(address.ref)
+    if args.dry_run:
+        return session.plan("delete", [("", ref) for ref in targets])
+    if args.recursive and not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                f"rm -r would delete {count(len(targets))}: pass --yes to confirm (stdin is not a terminal)"
+            )
+        if not _confirm(f"delete {count(len(targets))} under {', '.join(args.refs)}?"):
+            print(f"{PROG}: nothing deleted", file=sys.stderr)
+            return EXIT_USAGE
+    results = await _delete_all(session, targets, "rm")
+    failed = [(ref, err) for ref, err in zip(targets, results, strict=True) if err is not None]
     for ref, err in failed:
-        print(f"{PROG}: failed: {ref}: {err}", file=sys.stderr)
+        session.fail(show(ref), err)
     if args.json:
-        _print_json({"deleted": sorted(deleted), "failed": [{"ref": r, "error": str(e)} for r, e in failed]})
+        _print_json(
+            {
+                "deleted": [show(r) for r, e in zip(targets, results, strict=True) if e is None],
+                "failed": [{"ref": show(r), "error": str(e)} for r, e in failed],
+            }
+        )
     else:
-        print(f"{len(deleted)} deleted, {len(failed)} failed")
-    if failed and not args.recursive and all(isinstance(e, NotFoundError) for _, e in failed):
-        return EXIT_NOT_FOUND
+        session.say(f"{len(targets) - len(failed)} deleted, {len(failed)} failed")
     return EXIT_FAILURES if failed else EXIT_OK
 
 
-async def _cmd_sync(store: DataStore, args: argparse.Namespace) -> int:
-    progress = _progress(args, "sync")
-    try:
-        summary = await sync(
-            store, args.src, args.dst, delete=args.delete, concurrency=args.concurrency, progress=progress
-        )
-    finally:
-        progress.finish()
-    return _report_summary(args, summary, "copied")
+async def _cmd_sync(session: _Session) -> int:
+    args = session.args
+    src, dst = session.addresses(args.src), session.addresses(args.dst)
+    _overlap(src, dst)
+    await _nonempty(session, src)
+    if args.dry_run:
+        raise UsageError("sync --dry-run needs the transfer API's dry run (not available yet)")
+    progress = session.progress("sync")
+    summary = await _finished(
+        progress,
+        sync(session.store, src.ref, dst.ref, delete=args.delete, concurrency=args.concurrency, progress=progress),
+    )
+    return session.report(summary)
 
 
-async def _cmd_url(store: DataStore, args: argparse.Namespace) -> int:
+async def _cmd_url(session: _Session) -> int:
+    args = session.args
     props = SignedURLProperties(scope=args.method, expires_in=timedelta(seconds=args.expires))
-    response = await store.create_signed_url(args.ref, props)
+    response = await session.store.create_signed_url(session.addresses(args.ref).ref, props)
     if args.json:
         _print_json({"url": response.url, "method": args.method, "required_headers": dict(response.required_headers)})
     else:
@@ -528,26 +852,46 @@ async def _cmd_url(store: DataStore, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_HANDLERS: dict[str, Callable[[DataStore, argparse.Namespace], Any]] = {
+_HANDLERS: dict[str, Callable[[_Session], Awaitable[int]]] = {
     "ls": _cmd_ls,
+    "du": _cmd_du,
     "cat": _cmd_cat,
     "stat": _cmd_stat,
     "cp": _cmd_cp,
+    "mv": _cmd_mv,
     "rm": _cmd_rm,
     "sync": _cmd_sync,
     "url": _cmd_url,
 }
 
 
-async def _run(config: Config, args: argparse.Namespace) -> int:
-    handler = _HANDLERS[args.command]
+def _base(user: Config, addresses: Addresses) -> Address | None:
+    """The base container, as an address (what ``ls`` lists with no REF)."""
+    if not user.container:
+        return None
+    return addresses(f"{user.primary_scheme()}://{user.container}")
+
+
+async def _run(user: Config, args: argparse.Namespace) -> int:
+    config = command_config(user)
+    if args.command == "cat" and args.no_limit:
+        config = config.with_overrides(limits={**dataclasses.asdict(config.limits), "max_download_mbs": 0})
+    addresses = Addresses(config, _local_root(user, args))
+    base = _base(user, addresses)
     async with DataStore(config) as store:
-        result: int = await handler(store, args)
-        return result
+        return await _HANDLERS[args.command](_Session(store, args, addresses, base))
 
 
 # ---------------------------------------------------------------------------------------------
 # Entry point
+
+#: Errors that are the command line's fault: exit 2.
+_USAGE_ERRORS = (UsageError, ConfigError, InvalidReferenceError, InvalidArgumentError)
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -559,24 +903,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exit_.code
         return code if isinstance(code, int) else (EXIT_OK if code is None else EXIT_USAGE)
     try:
-        config = build_config(args)
-        if args.command == "cat" and args.no_limit:
-            config = config.with_overrides(limits={"max_download_mbs": 0})
-        return asyncio.run(_run(config, args))
-    except UsageError as err:
-        parser.print_usage(sys.stderr)
-        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return asyncio.run(_run(_user_config(args, os.environ), args))
+    except _USAGE_ERRORS as err:
+        print(f"{PROG}: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
     except NotFoundError as err:
-        print(f"{PROG}: not found: {err}", file=sys.stderr)
+        print(f"{PROG}: not found: {_one_line(err)}", file=sys.stderr)
         return EXIT_NOT_FOUND
     except BrokenPipeError:
         # The reader went away (`flytestore cat ... | head`): not an error worth a traceback.
         with contextlib.suppress(OSError, ValueError), open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), sys.stdout.fileno())
         return EXIT_OK
-    except (StorageError, ValueError, OSError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
+    except (StorageError, ValueError, OSError, asyncio.TimeoutError) as err:
+        print(f"{PROG}: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_STORAGE
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

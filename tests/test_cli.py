@@ -188,13 +188,15 @@ def test_bad_usage(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(root, "url", "--method", "DELETE", "file://c/top.txt") == EXIT_USAGE
     assert run(root, "cp", "--concurrency", "0", "file://c/a", "file://c/b") == EXIT_USAGE
     capsys.readouterr()
-    # Nothing configured and a reference no implicit store serves: a usage error that says how.
-    assert main(["ls", "s3://bucket/key"]) == EXIT_USAGE
-    assert "--config" in capsys.readouterr().err
+    # An unknown scheme, or a bucket-less reference: a usage error that names it.
+    assert main(["ls", "s4://bucket/key"]) == EXIT_USAGE
+    assert "unknown scheme [s4://]" in capsys.readouterr().err
+    assert main(["ls", "s3:///key"]) == EXIT_USAGE
+    assert "names no bucket" in capsys.readouterr().err
 
 
 def test_bad_config_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--type", "nonsense", "ls", "file://c"]) == EXIT_STORAGE
+    assert main(["--type", "nonsense", "ls", "file://c"]) == EXIT_USAGE
     assert "type" in capsys.readouterr().err
 
 
@@ -203,7 +205,11 @@ def test_config_file_and_precedence(
 ) -> None:
     config = root / "flyte.yaml"
     config.write_text(f"storage:\n  type: local\n  container: other\n  stow:\n    config:\n      path: {root}\n")
-    assert main(["--config", str(config), "ls", "file://other"]) == EXIT_OK  # the file's container exists now
+    # No command creates a container: a missing one is not found.
+    assert main(["--config", str(config), "ls", "file://other"]) == EXIT_NOT_FOUND
+    assert not (root / "other").exists()
+    (root / "other").mkdir()
+    assert main(["--config", str(config), "ls", "file://other"]) == EXIT_OK
     capsys.readouterr()
     # The environment overrides the file, the flags override both.
     monkeypatch.setenv("FLYTESTORE_CONTAINER", "c")
@@ -249,7 +255,7 @@ def test_progress_on_a_terminal(
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     assert run(root, "cp", "-r", "file://c/data", "file://c/p") == EXIT_OK
     captured = capsys.readouterr()
-    assert "\rcp [" in captured.err and "2/2" in captured.err
+    assert "\rcp " in captured.err and "2/2" in captured.err
     assert "\r" not in captured.out and "2 copied" in captured.out
     assert run(root, "sync", "--no-progress", "file://c/data", "file://c/p") == EXIT_OK
     assert "\r" not in capsys.readouterr().err
