@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -23,6 +25,7 @@ from flytestore import (
 )
 from flytestore.errors import InvalidArgumentError
 from flytestore.rawstore import ByteStream
+from flytestore.stores.local import LocalStore
 
 MiB = 1024 * 1024
 
@@ -455,3 +458,97 @@ async def test_no_primary_and_unknown_scheme_is_a_clear_error() -> None:
         await router.head("gopher://c/k")
     with pytest.raises(InvalidReferenceError, match="no store serves"):
         await router.head("/no/scheme")
+
+
+async def test_delete_many_goes_to_each_backend_in_one_call_and_keeps_the_order(tmp_path: Path) -> None:
+    class Recording(MemoryStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.batches: list[list[str]] = []
+
+        async def delete_many(self, refs: Sequence[str]) -> list[BaseException | None]:
+            self.batches.append(list(refs))
+            return await super().delete_many(refs)
+
+    primary = Recording()
+
+    class LocalFactory:
+        def cache_key(self, scheme: str, ref: str) -> str | None:
+            return scheme if scheme == "file" else None
+
+        async def create(self, scheme: str, ref: str) -> RawStore:
+            store = LocalStore(tmp_path, container="c")
+            await store.open()
+            return store
+
+    router = RoutingStore(primary, ("mem",), LocalFactory())
+    refs = ["mem://c/a", "file://c/a", "gopher://c/x", "mem://c/b", "file://c/missing", "file://c/b"]
+    for r in ("mem://c/a", "mem://c/b", "file://c/a", "file://c/b"):
+        await router.write_raw(r, b"x")
+    results = await router.delete_many(refs)
+    assert results[:2] == [None, None] and results[3:] == [None, None, None]
+    assert isinstance(results[2], InvalidReferenceError)  # an unknown scheme: the primary judges it
+    assert primary.batches == [["mem://c/a", "gopher://c/x", "mem://c/b"]]  # one call for its refs
+    for r in ("mem://c/a", "mem://c/b", "file://c/a", "file://c/b"):
+        assert not (await router.head(r)).exists
+    assert await router.delete_many([]) == []
+
+
+async def test_resilient_delete_many_retries_only_the_transient_slots() -> None:
+    from flytestore import ResilientStore, RetryPolicy, TransientError
+
+    class Flaky(MemoryStore):
+        def __init__(self, failures: int) -> None:
+            super().__init__()
+            self.failures = failures
+            self.calls: list[list[str]] = []
+
+        async def delete_many(self, refs: Sequence[str]) -> list[BaseException | None]:
+            self.calls.append(list(refs))
+            results = await super().delete_many(refs)
+            if self.failures:
+                self.failures -= 1
+                # The server deleted "b" but its answer was lost.
+                return [
+                    TransientError("dropped") if r.endswith("/b") else res for r, res in zip(refs, results, strict=True)
+                ]
+            return results
+
+    fast = RetryPolicy(attempts=3, base_delay=0.0, max_delay=0.0, total_timeout=None)
+    inner = Flaky(failures=1)
+    for k in "abc":
+        await inner.write_raw(f"mem://c/{k}", b"x")
+    store = ResilientStore(inner, retries=fast)
+    assert await store.delete_many(["mem://c/a", "mem://c/b", "nope://c/x", "mem://c/c"]) == [
+        None,
+        None,
+        ANY_REF_ERROR,
+        None,
+    ]
+    assert inner.calls[1] == ["mem://c/b"]  # only the transient slot was sent again
+
+    always = Flaky(failures=99)
+    await always.write_raw("mem://c/b", b"x")
+    results = await ResilientStore(always, retries=fast).delete_many(["mem://c/b"])
+    assert isinstance(results[0], TransientError) and len(always.calls) == 3  # the attempts are spent
+
+
+class _AnyRefError:
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, InvalidReferenceError)
+
+
+ANY_REF_ERROR: Any = _AnyRefError()
+
+
+async def test_instrumented_delete_many_counts_each_failed_object() -> None:
+    from flytestore import InstrumentedStore
+
+    registry = CollectorRegistry()
+    store = InstrumentedStore(MemoryStore(), Scope("t", registry=registry))
+    await store.write_raw("mem://c/a", b"x")
+    assert await store.delete_many(["mem://c/a", "mem://c/missing"]) == [None, None]
+    results = await store.delete_many(["nope://c/a", "mem://c/"])
+    assert all(isinstance(r, InvalidReferenceError) for r in results)
+    assert registry.get_sample_value("t:bad_key_total") == 2
+    assert registry.get_sample_value("t:delete_many_ms_count") == 2

@@ -815,6 +815,51 @@ async def test_write_to_another_missing_bucket_is_not_found(s3_server: MotoS3) -
         await drop_bucket(store, bucket)
 
 
+async def test_vanished_bucket_is_not_recreated_without_create_container(s3_server: MotoS3) -> None:
+    bucket = unique_bucket()
+    async with S3Store(s3_server.settings(), container=bucket, part_size=PART) as creator:
+        await drop_bucket(creator, bucket)  # open() made it; now it is gone
+    async with S3Store(s3_server.settings(), container=bucket, part_size=PART, create_container=False) as store:
+        for payload in (b"x", blocks(BIG)):  # PutObject and CreateMultipartUpload
+            with pytest.raises(NotFoundError, match=rf"bucket \[{bucket}\] does not exist"):
+                await store.write_raw(ref(store, "k"), payload)
+        with pytest.raises(ClientError):
+            await store.api.head_bucket(bucket)  # not created
+
+
+# -- bulk deletes ------------------------------------------------------------------------------------
+
+
+async def test_delete_many_sends_deleteobjects_of_a_thousand_keys(store: S3Store) -> None:
+    """2,500 objects in the store's bucket and 3 in a missing one: three DeleteObjects requests
+    for the first (1,000 + 1,000 + 500 keys), one for the other, whose keys fail with an error
+    naming the bucket; results in order. (Both request paths run the shared contract.)"""
+    refs = [ref(store, f"many/{i:05d}") for i in range(2500)]
+    await asyncio.gather(*(store.write_raw(r, b"x") for r in refs[:2400]))  # the last 100 never existed
+    keep = ref(store, "many-keep")
+    await store.write_raw(keep, b"keep")
+    missing_bucket = unique_bucket()
+    elsewhere = [f"s3://{missing_bucket}/k{i}" for i in range(3)]
+    sizes: list[int] = []
+
+    def count(params: dict[str, Any], **_: Any) -> None:
+        sizes.append(len(params["Delete"]["Objects"]))
+
+    events = store.api.client.meta.events
+    events.register("provide-client-params.s3.DeleteObjects", count)
+    try:
+        results = await store.delete_many([*refs[:1200], *elsewhere, *refs[1200:]])
+    finally:
+        events.unregister("provide-client-params.s3.DeleteObjects", count)
+    assert sorted(sizes) == [3, 500, 1000, 1000]
+    assert results[:1200] == [None] * 1200 and results[1203:] == [None] * 1300
+    for error in results[1200:1203]:
+        assert isinstance(error, NotFoundError)
+        assert f"bucket [{missing_bucket}] does not exist" in str(error)
+    refs_left, _ = await store.list_page(ref(store, ""), max_items=10)
+    assert refs_left == [keep]
+
+
 # -- reads ---------------------------------------------------------------------------------------------
 
 
