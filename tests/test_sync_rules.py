@@ -125,6 +125,23 @@ class CountingDeletes(Layer):
         return out
 
 
+class SingleDeletes:
+    """A store with single deletes only (no ``delete_many``), counting them."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.deletes = 0
+
+    async def delete(self, ref: str) -> None:
+        self.deletes += 1
+        await self.inner.delete(ref)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "delete_many":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
 # ---------------------------------------------------------------------------------------------
 # Never lose an object: a missing or empty source
 
@@ -439,10 +456,12 @@ async def test_deletes_go_in_batches_with_progress(disk: tuple[DataStore, Path])
     assert counting.batches == [DELETE_BATCH, DELETE_BATCH, 500]
     deletes = [(p.objects_done, p.objects_total) for p in seen if p.phase == "delete"]
     assert deletes == [(0, n), (DELETE_BATCH, n), (2 * DELETE_BATCH, n), (n, n)]
-    write_tree(root / "few", 5, size=8)  # a store without delete_many: single deletes
+    write_tree(root / "few", 5, size=8)
     refs = [f"file://c/few/f-{i:05d}" for i in range(1, 5)] + ["file://c/few/missing"]
-    summary = await delete_refs(store, refs)
+    single = SingleDeletes(store)  # a store without delete_many: one delete per object
+    summary = await delete_refs(single, refs, concurrency=2)
     assert summary.ok and summary.deleted == 5 and sorted(files(root / "few")) == ["sub/f-00000"]
+    assert single.deletes == 5
 
 
 # ---------------------------------------------------------------------------------------------
