@@ -6,7 +6,7 @@ Each backend that does I/O sits in a ResilientStore (retries, resumed reads) and
 InstrumentedStore (metrics); the backends of one stack share one concurrency ``Budget``.
 
 The constructor does no I/O; ``open()`` (or ``async with``) builds the stack, opens the primary
-backend and creates its container when missing. ``refresh_config`` builds a new stack beside the
+backend and creates its container when missing (unless ``createContainer: false``). ``refresh_config`` builds a new stack beside the
 old one, swaps it in, and closes the old one once the operations and streams that were using it
 have finished. Metrics live in the ``Scope`` and survive refreshes.
 """
@@ -113,7 +113,8 @@ class DataStore:
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def open(self) -> DataStore:
-        """Build the stack, open the primary backend and create its container when missing."""
+        """Build the stack, open the primary backend and create its container when missing
+        (``config.create_container``; with false, nothing is created)."""
         if self._stack is None:
             self._opening = self._opening or asyncio.Lock()
             async with self._opening:
