@@ -653,3 +653,32 @@ def test_bad_retries_and_budget_name_the_field(section: str, value: dict[str, ob
     with pytest.raises(ConfigError) as info:
         Config.from_dict({"type": "mem", section: value})
     assert info.value.field == field
+
+
+def test_create_container_spellings_defaults_and_errors() -> None:
+    assert Config(type="mem").create_container is True  # Flyte's behaviour
+    for data in ({"createContainer": False}, {"create_container": "false"}):
+        config = Config.from_dict({"type": "s3", "container": "b", **data})
+        assert config.create_container is False
+        assert Config.from_dict(config.to_dict()).create_container is False  # round-trips
+    assert Config.from_env({"FLYTESTORE_TYPE": "mem", "FLYTESTORE_CREATECONTAINER": "false"}).create_container is False
+    with pytest.raises(ConfigError, match="createContainer"):
+        Config.from_dict({"type": "mem", "createContainer": "sometimes"})
+
+
+@pytest.mark.parametrize("kind", ["s3", "google", "azure", "local"])
+def test_every_backend_with_containers_takes_create_container_from_the_config(kind: str) -> None:
+    from flytestore.registry import create_backend
+
+    settings = {
+        "s3": {"region": "us-east-1"},
+        "google": {"endpoint": "http://127.0.0.1:1"},
+        "azure": {"endpoint": "http://127.0.0.1:1", "account": "a", "key": "a2V5"},
+        "local": {"path": "/tmp"},
+    }[kind]
+    for flag in (True, False):
+        config = Config(type="mem", create_container=flag)
+        store: Any = create_backend(kind, settings, config=config, scope=None, container="b")
+        while hasattr(store, "inner"):
+            store = store.inner
+        assert store.create_container is flag
