@@ -6,9 +6,9 @@ Each backend that does I/O sits in a ResilientStore (retries, resumed reads) and
 InstrumentedStore (metrics); the backends of one stack share one concurrency ``Budget``.
 
 The constructor does no I/O; ``open()`` (or ``async with``) builds the stack, opens the primary
-backend and creates its container when missing (unless ``createContainer: false``). ``refresh_config`` builds a new stack beside the
-old one, swaps it in, and closes the old one once the operations and streams that were using it
-have finished. Metrics live in the ``Scope`` and survive refreshes.
+backend and creates its container when missing (unless ``createContainer: false``).
+``refresh_config`` builds a new stack beside the old one, swaps it in, and closes the old one once
+the operations and streams that were using it have finished. Metrics live in the ``Scope`` and survive refreshes.
 """
 
 from __future__ import annotations
