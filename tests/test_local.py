@@ -21,6 +21,7 @@ import psutil
 import pytest
 import pytest_asyncio
 
+from flytestore.config import Config
 from flytestore.errors import (
     AlreadyExistsError,
     ConfigError,
@@ -127,11 +128,14 @@ def test_root_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_from_config(tmp_path: Path) -> None:
-    config: Any = None  # unused by the local backend
+    config = Config(type="local", container="b", local={"path": str(tmp_path)})
     settings = {"path": str(tmp_path)}
     s = from_config(settings, container="b", multicontainer=False, config=config, field="stow.config")
     assert isinstance(s, LocalStore) and s.root == str(tmp_path)
-    assert s.container == "b" and not s.multicontainer
+    assert s.container == "b" and not s.multicontainer and s.create_container
+    config = Config(type="local", container="b", local={"path": str(tmp_path)}, create_container=False)
+    s = from_config(settings, container="b", multicontainer=False, config=config, field="stow.config")
+    assert not s.create_container
     with pytest.raises(ConfigError, match=r"stow\.config\.path"):
         from_config({}, container="b", multicontainer=True, config=config, field="stow.config")
 
@@ -785,7 +789,8 @@ async def test_listing_missing_prefixes_and_containers(store: LocalStore, root: 
     await _fill(store, ["file"])
     assert await store.list_page(ref("missing/prefix")) == ([], Cursor.end())
     assert await store.list_page(ref("file")) == ([], Cursor.end())  # a file is not a prefix
-    assert await store.list_page("file://no-such-container") == ([], Cursor.end())
+    with pytest.raises(NotFoundError, match=r"container \[no-such-container\] does not exist"):
+        await store.list_page("file://no-such-container")  # as listing a missing bucket is
 
 
 @pytest.mark.asyncio

@@ -8,7 +8,9 @@ atomic rename or hard link), sorted recursive listing, and the mapping of ``OSEr
 flytestore error tree.
 
 What it does not keep: ``Options.metadata`` and ``Options.content_type`` are accepted and ignored
-(a plain file has nowhere to put them), so ``head`` reports neither. Etags are cheap
+(a plain file has nowhere to put them), so ``head`` reports neither; the one exception is the
+``mtime`` key (``flytestore.mtime``, rclone's), which a write or copy applies to the committed
+file as its modification time, so a bulk transfer keeps the source's mtime here too. Etags are cheap
 ``<inode>-<mtime_ns>-<size>`` stamps that change when an object is rewritten, not content hashes.
 Writes are atomic but not durable: nothing is fsynced, so a machine crash may lose a write that
 returned (but never exposes a partial one).
@@ -53,6 +55,7 @@ from ..errors import (
     TransientError,
     map_exceptions,
 )
+from ..mtime import metadata_mtime
 from ..parts import Part, gather
 from ..payload import Payload, iter_payload
 from ..rawstore import (
@@ -360,6 +363,7 @@ class LocalStore(BaseStore):
 
     ``open()`` creates the configured container directory (and the root) when
     ``create_container`` is set; other containers must exist before objects are written to them.
+    Writing to or listing a missing container is ``NotFoundError`` naming it.
     ``chunk_size`` bounds the chunks of streamed reads and the batches of streamed writes.
     """
 
@@ -479,6 +483,7 @@ class LocalStore(BaseStore):
         """
         target = self._target(ref)
         exclusive = (options or DEFAULT_OPTIONS).if_not_exists
+        mtime = metadata_mtime((options or DEFAULT_OPTIONS).metadata)
         what = f"write [{ref}]"
         tmp: _TempFile | None = None
         writer: AsyncBufferedIOBase | None = None
@@ -504,10 +509,10 @@ class LocalStore(BaseStore):
             if tmp is None:
                 # The whole payload fit in one batch: create, write and commit in one hop.
                 with _os_errors(what):
-                    whole = functools.partial(self._write_whole, target, pending, exclusive)
+                    whole = functools.partial(self._write_whole, target, pending, exclusive, mtime)
                     return await _run_settled(whole)
             with _os_errors(what):
-                return await _run_settled(functools.partial(self._commit, tmp, pending, exclusive))
+                return await _run_settled(functools.partial(self._commit, tmp, pending, exclusive, mtime))
         except BaseException:
             if tmp is not None:
                 # In a thread: closing waits for a batch a cancelled write may still be writing, and
@@ -526,7 +531,7 @@ class LocalStore(BaseStore):
         path = target.path
         target.check_inside(path)
         if not os.path.isdir(target.base):
-            raise NotFoundError(f"cannot write [{target.ref}]: no container directory [{target.base}]")
+            raise NotFoundError(f"cannot write [{target.ref}]: {_no_container(target)}")
         if os.path.isdir(path):
             raise InvalidReferenceError(
                 f"cannot write [{target.ref}]: other objects live under it as a directory, so it cannot "
@@ -549,20 +554,25 @@ class LocalStore(BaseStore):
         return _TempFile(target, tmp_path, open(fd, "wb"))  # the _TempFile owns it
 
     @classmethod
-    def _write_whole(cls, target: _Target, parts: list[BytesLike], exclusive: bool) -> Metadata:
+    def _write_whole(
+        cls, target: _Target, parts: list[BytesLike], exclusive: bool, mtime: int | None = None
+    ) -> Metadata:
         tmp = cls._prepare(target, exclusive)
         try:
-            return cls._commit(tmp, parts, exclusive)
+            return cls._commit(tmp, parts, exclusive, mtime)
         except BaseException:
             tmp.discard()
             raise
 
     @staticmethod
-    def _commit(tmp: _TempFile, parts: list[BytesLike], exclusive: bool) -> Metadata:
-        """Write the last batch, close, and move the temp file into place."""
+    def _commit(tmp: _TempFile, parts: list[BytesLike], exclusive: bool, mtime: int | None = None) -> Metadata:
+        """Write the last batch, set the modification time (``mtime`` nanoseconds, when given),
+        close, and move the temp file into place."""
         file = tmp.file
         file.writelines(parts)
         file.flush()
+        if mtime is not None:
+            os.utime(file.fileno(), ns=(mtime, mtime))
         st = os.fstat(file.fileno())  # the inode keeps its identity and mtime through the rename
         file.close()
         target = tmp.target
@@ -608,25 +618,29 @@ class LocalStore(BaseStore):
 
     async def copy_raw(self, src: str, dst: str, *, options: Options | None = None) -> Metadata:
         """Copy inside the filesystem (``copy_file_range``: reflinks where the filesystem has them),
-        through a temp file beside ``dst``; options other than ``if_not_exists`` are ignored."""
+        through a temp file beside ``dst``; options other than ``if_not_exists`` and the ``mtime``
+        metadata are ignored."""
         source = self._target(src)
         target = self._target(dst)
         exclusive = (options or DEFAULT_OPTIONS).if_not_exists
+        mtime = metadata_mtime((options or DEFAULT_OPTIONS).metadata)
         cancel = threading.Event()
         with _os_errors(f"copy [{src}] to [{dst}]"):
             return await _run_settled(
-                functools.partial(self._copy, source, target, exclusive, cancel), on_cancel=cancel.set
+                functools.partial(self._copy, source, target, exclusive, cancel, mtime), on_cancel=cancel.set
             )
 
     @classmethod
-    def _copy(cls, source: _Target, target: _Target, exclusive: bool, cancel: threading.Event) -> Metadata:
+    def _copy(
+        cls, source: _Target, target: _Target, exclusive: bool, cancel: threading.Event, mtime: int | None = None
+    ) -> Metadata:
         fd, _ = _open_object(source, "copy source")
         try:
             tmp = cls._prepare(target, exclusive)
             try:
                 tmp.file.flush()
                 _copy_fd(fd, tmp.file.fileno(), cancel)
-                return cls._commit(tmp, [], exclusive)
+                return cls._commit(tmp, [], exclusive, mtime)
             except BaseException:
                 tmp.discard()
                 raise
@@ -774,12 +788,18 @@ def _read_into(fd: int, buf: bytearray) -> int:
     return len(data)
 
 
+def _no_container(target: _Target) -> str:
+    return f"container [{os.path.basename(target.base)}] does not exist (no container directory [{target.base}])"
+
+
 def _list_page(
     target: _Target, prefix: str, after: str | None, max_items: int, make_ref: Callable[[str], DataReference]
 ) -> tuple[list[ListEntry], str, bool]:
     """Up to ``max_items`` entries after ``after``, the last key, and whether more follow."""
     start = target.path
     target.check_inside(start)
+    if not os.path.isdir(target.base):
+        raise NotFoundError(f"cannot list [{target.ref}]: {_no_container(target)}")
     entries: list[ListEntry] = []
     last = ""
     walk = _walk_sorted(start, prefix, after)
@@ -852,4 +872,6 @@ def from_config(
     path = settings.get("path")
     if not path:
         raise ConfigError(f"{field}.path", "the local backend needs a root directory (path)")
-    return LocalStore(path, container=container, multicontainer=multicontainer)
+    return LocalStore(
+        path, container=container, multicontainer=multicontainer, create_container=config.create_container
+    )
