@@ -39,7 +39,19 @@ from .errors import ConfigError, InvalidArgumentError, InvalidReferenceError, No
 from .progress import ProgressDisplay, count, human
 from .rawstore import Metadata, SignedURLProperties
 from .reference import escape_key, split_reference
-from .transfer import Failure, Summary, copy_many, prefix_pairs, sync
+from .transfer import (
+    Action,
+    Summary,
+    copy_many,
+    copy_tree,
+    delete_refs,
+    delete_tree,
+    du,
+    move_many,
+    move_tree,
+    overlaps,
+    sync,
+)
 from .units import MiB
 
 __all__ = [
@@ -64,8 +76,6 @@ EXIT_STORAGE = 4
 PROG = "flytestore"
 ENV_PREFIX = "FLYTESTORE_"
 CAT_CHUNK = MiB
-#: References per ``delete_many`` call of ``rm -r`` (S3's DeleteObjects takes 1,000 keys).
-DELETE_BATCH = 1000
 
 
 class UsageError(Exception):
@@ -162,7 +172,8 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "size. A failed copy keeps its source (exit 1). -r moves the contents of a prefix.",
         "examples:\n"
         "  flytestore mv s3://bucket/data/copy.txt s3://bucket/data/moved.txt\n"
-        "  flytestore mv -r --dry-run s3://bucket/backup s3://bucket/old\n",
+        "  flytestore mv -r --dry-run s3://bucket/backup s3://bucket/old\n"
+        "  flytestore mv -r s3://bucket/backup s3://bucket/old\n",
     ),
     "rm": (
         "delete objects or a whole prefix",
@@ -171,7 +182,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "needs --yes when standard input is not a terminal. --dry-run lists what would go.",
         "examples:\n"
         "  flytestore rm s3://bucket/data/moved.txt\n"
-        "  flytestore rm -r --dry-run s3://bucket/backup\n"
+        "  flytestore rm -r --dry-run s3://bucket/old\n"
         "  flytestore rm -r --yes s3://bucket/old\n",
     ),
     "sync": (
@@ -235,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("du")
     p.add_argument("refs", metavar="REF", nargs="+", help="prefixes")
+    _filter_options(p)
 
     p = command("cat")
     p.add_argument("refs", metavar="REF", nargs="+", help="objects")
@@ -248,18 +260,22 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("paths", metavar="SRC", nargs="+", help="sources, then the destination DST")
         p.add_argument("-r", "--recursive", action="store_true", help="the contents of the SRC prefix, below DST")
         _transfer_options(p)
+        _filter_options(p)
 
     p = command("rm")
     p.add_argument("refs", metavar="REF", nargs="+", help="objects (prefixes with -r)")
     p.add_argument("-r", "--recursive", action="store_true", help="delete every object under each prefix")
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
-    p.add_argument("--dry-run", action="store_true", help="print what would be deleted; delete nothing")
+    _transfer_options(p)
+    _filter_options(p)
 
     p = command("sync")
     p.add_argument("src", metavar="SRC", help="the source prefix")
     p.add_argument("dst", metavar="DST", help="the destination prefix")
     p.add_argument("--delete", action="store_true", help="then delete destination objects missing from SRC")
+    p.add_argument("--checksum", action="store_true", help="compare content hashes, not modification times")
     _transfer_options(p)
+    _filter_options(p)
 
     p = command("url")
     p.add_argument("ref", metavar="REF", help="an object")
@@ -271,6 +287,17 @@ def build_parser() -> argparse.ArgumentParser:
 def _transfer_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", type=_positive, default=32, metavar="N", help="objects in flight (default 32)")
     p.add_argument("--dry-run", action="store_true", help="print what would be done; change nothing")
+
+
+def _filter_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="only keys (relative to the prefix) matching GLOB; repeatable (*, **, ?, [a-z]; /GLOB: at the top)",
+    )
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="leave out keys matching GLOB (wins)")
 
 
 def _positive(text: str) -> int:
@@ -334,11 +361,9 @@ def command_config(user: Config) -> Config:
     every local address (``schemes.file``), every container reachable, and no bucket or container
     ever created. A local primary gives way to a memory one (its root is kept by ``Addresses``)."""
     schemes = {**user.schemes, _LOCAL_SCHEME: {"kind": "local", "config": {"path": os.sep}}}
-    changes: dict[str, Any] = {"enable_multicontainer": True, "schemes": schemes}
+    changes: dict[str, Any] = {"enable_multicontainer": True, "create_container": False, "schemes": schemes}
     if user.primary_kind() == "local":
         changes.update(type="mem", stow={}, local=None)
-    if "create_container" in {f.name for f in dataclasses.fields(Config)}:
-        changes["create_container"] = False
     return user.with_overrides(**changes)
 
 
@@ -490,85 +515,101 @@ class _Session:
         if not (self.args.quiet or self.args.json):
             print(line)
 
-    def progress(self, label: str, *, show_bytes: bool = True) -> ProgressDisplay:
+    def progress(self, label: str) -> ProgressDisplay:
         """A line redrawn on a terminal, plain lines on anything else; nothing with --quiet or
         --no-progress."""
         enabled = not (self.args.quiet or self.args.no_progress)
-        return ProgressDisplay(label, sys.stderr, tty=sys.stderr.isatty(), enabled=enabled, show_bytes=show_bytes)
+        return ProgressDisplay(label, sys.stderr, tty=sys.stderr.isatty(), enabled=enabled)
 
     def fail(self, what: str, err: BaseException) -> None:
-        print(f"{PROG}: failed: {what}: {err}", file=sys.stderr)
+        print(f"{PROG}: failed: {what}: {_one_line(err)}", file=sys.stderr)
 
-    def report(self, summary: Summary, verb: str = "copied", **extra: Any) -> int:
+    def options(self, progress: ProgressDisplay) -> dict[str, Any]:
+        """The transfer API's keyword arguments this command line sets."""
+        args = self.args
+        options: dict[str, Any] = {"dry_run": args.dry_run, "concurrency": args.concurrency, "progress": progress}
+        if getattr(args, "recursive", True):  # prefixes: the filters apply
+            options.update(include=args.include, exclude=args.exclude)
+        return options
+
+    async def transfer(self, label: str, job: Callable[..., Awaitable[Summary]], *args: Any, **kw: Any) -> Summary:
+        """Run a transfer API call with this command line's options and a progress display."""
+        progress = self.progress(label)
+        try:
+            return await job(self.store, *args, **self.options(progress), **kw)
+        finally:
+            progress.finish()
+
+    def report(self, summary: Summary) -> int:
+        """Failures on standard error, then the summary (or the dry run's plan); the exit code."""
         show = self.addresses.show
         for failure in summary.failed:
             what = f"{show(failure.src)} -> {show(failure.dst)}" if failure.src else show(failure.dst)
             self.fail(what, failure.error)
+        if summary.deletes_withheld:
+            print(
+                f"{PROG}: {count(summary.deletes_withheld)} not deleted from the destination: a copy failed",
+                file=sys.stderr,
+            )
+        if summary.dry_run and not self.args.json:
+            for action in summary.actions:
+                if action.kind != "skip":
+                    src = f"{show(action.src)} -> " if action.src else ""
+                    print(f"(dry run) {action.kind}: {src}{show(action.dst)}")
         if self.args.json:
             _print_json(
                 {
                     "ok": summary.ok,
+                    "dry_run": summary.dry_run,
                     "copied": summary.copied,
                     "skipped": summary.skipped,
                     "deleted": summary.deleted,
+                    "deletes_withheld": summary.deletes_withheld,
                     "failed": [
-                        {"src": show(f.src) if f.src else "", "dst": show(f.dst), "error": str(f.error)}
+                        {"src": show(f.src) if f.src else "", "dst": show(f.dst), "error": _one_line(f.error)}
                         for f in summary.failed
                     ],
                     "bytes": summary.bytes,
                     "seconds": round(summary.seconds, 6),
                     "throughput": round(summary.throughput, 3),
-                    **extra,
+                    **(
+                        {"actions": [_action_dict(a, show) for a in summary.actions if a.kind != "skip"]}
+                        if summary.dry_run
+                        else {}
+                    ),
                 }
             )
         else:
-            parts = [f"{summary.copied} {verb}", f"{summary.skipped} skipped"]
-            if summary.deleted:
+            verb = {"rm": "deleted", "mv": "moved"}.get(self.args.command, "copied")
+            done = summary.deleted if self.args.command == "rm" else summary.copied
+            parts = [f"{done} {verb}"]
+            if self.args.command in ("cp", "sync"):
+                parts.append(f"{summary.skipped} skipped")
+            if summary.deleted and self.args.command == "sync":
                 parts.append(f"{summary.deleted} deleted")
-            parts.extend(f"{value} {name}" for name, value in extra.items())
             parts.append(f"{len(summary.failed)} failed")
-            rate = f"{human(summary.throughput)}/s"
-            self.say(", ".join(parts) + f"; {human(summary.bytes)} in {summary.seconds:.2f}s ({rate})")
+            if self.args.command != "rm":
+                parts[-1] += f"; {human(summary.bytes)} in {summary.seconds:.2f}s ({human(summary.throughput)}/s)"
+            self.say(("(dry run: nothing changed) " if summary.dry_run else "") + ", ".join(parts))
         return EXIT_OK if summary.ok else EXIT_FAILURES
 
-    def plan(self, verb: str, rows: Sequence[tuple[str, str]]) -> int:
-        """--dry-run: what would happen, one line per object (``(src, dst)``; src '' for a delete)."""
-        show = self.addresses.show
-        if self.args.json:
-            _print_json(
-                {
-                    "dry_run": True,
-                    "actions": [{"action": verb, "src": show(s) if s else "", "dst": show(d)} for s, d in rows],
-                }
-            )
-            return EXIT_OK
-        for src, dst in rows:
-            print(f"(dry run) {verb}: {show(src)} -> {show(dst)}" if src else f"(dry run) {verb}: {show(dst)}")
-        self.say(f"(dry run) would {verb} {count(len(rows))}; nothing changed")
-        return EXIT_OK
+
+def _action_dict(action: Action, show: Callable[[str], str]) -> dict[str, Any]:
+    return {
+        "action": action.kind,
+        "src": show(action.src) if action.src else "",
+        "dst": show(action.dst),
+        "size": action.size,
+    }
 
 
-async def _finished(progress: ProgressDisplay, job: Awaitable[Summary]) -> Summary:
-    try:
-        return await job
-    finally:
-        progress.finish()
-
-
-def _overlap(src: Address, dst: Address) -> None:
-    """Refuse a destination prefix inside the source prefix (or the source itself): copying it
-    would copy its own copies."""
-    if src.relative(dst.ref) is not None:
-        raise UsageError(
-            f"the destination [{dst.text}] is inside the source [{src.text}]: it would copy its own copies"
-        )
-
-
-async def _nonempty(session: _Session, src: Address) -> None:
-    """A missing or empty source prefix is an error (exit 3) before anything is done."""
-    async for _ in session.store.list(src.ref, page_size=1):
-        return
-    raise NotFoundError(f"no objects under [{src.text}]")
+def _tree(session: _Session, src_text: str, dst_text: str) -> tuple[Address, Address]:
+    """Two prefixes; overlapping ones are refused (as rclone does): a destination inside its
+    source would copy its own copies, a source inside its destination be overwritten."""
+    src, dst = session.addresses(src_text), session.addresses(dst_text)
+    if overlaps(src.ref, dst.ref):
+        raise UsageError(f"[{src.text}] and [{dst.text}] overlap: one is inside the other")
+    return src, dst
 
 
 # ---------------------------------------------------------------------------------------------
@@ -613,20 +654,18 @@ async def _cmd_ls(session: _Session) -> int:
 
 
 async def _cmd_du(session: _Session) -> int:
+    args = session.args
     results: list[tuple[str, int, int]] = []
-    for text in session.args.refs:
+    for text in args.refs:
         address = session.addresses(text)
-        objects = total = 0
-        async for entry in session.store.list(address.ref):
-            objects += 1
-            total += entry.size
-        if not objects:
+        objects, total = await du(session.store, address.ref, include=args.include, exclude=args.exclude)
+        if not objects and not (address.is_dir or (args.include or args.exclude)):
             meta = await session.store.head(address.ref) if split_reference(address.ref)[2] else Metadata(exists=False)
             if not meta.exists:
                 raise NotFoundError(f"no objects under [{address.text}]")
             objects, total = 1, meta.size
         results.append((address.text, total, objects))
-    if session.args.json:
+    if args.json:
         rows = [{"ref": text, "bytes": total, "objects": objects} for text, total, objects in results]
         _print_json(rows if len(rows) > 1 else rows[0])
     else:
@@ -690,24 +729,17 @@ def _basename(address: Address) -> str:
     return name
 
 
-async def _copy_pairs(session: _Session) -> tuple[list[tuple[str, str]], Address]:
-    """The ``(src, dst)`` references of a cp/mv line, sources checked first; -r lists its source
-    once, so that a job's own writes are never part of its input."""
+async def _object_pairs(session: _Session) -> list[tuple[str, str]]:
+    """The ``(src, dst)`` references of a cp/mv line without -r. With several sources, a DST
+    ending in '/' or an existing local directory, each source lands below DST by its name."""
     args = session.args
     if len(args.paths) < 2:
         raise UsageError(f"{args.command} needs a source and a destination")
     *texts, dst_text = args.paths
+    if args.recursive and len(texts) != 1:
+        raise UsageError(f"{args.command} -r takes one source prefix and one destination prefix")
     sources = [session.addresses(text) for text in texts]
     dst = session.addresses(dst_text)
-    if args.recursive:
-        if len(sources) != 1:
-            raise UsageError(f"{args.command} -r takes one source prefix and one destination prefix")
-        src = sources[0]
-        _overlap(src, dst)
-        pairs = [(str(s), d) async for s, d in prefix_pairs(session.store, src.ref, dst.ref)]
-        if not pairs:
-            raise NotFoundError(f"no objects under [{src.text}]")
-        return pairs, src
     into = len(sources) > 1 or dst.names_dir
     dst_base = dst.ref if dst.ref.endswith("/") else dst.ref + "/"
     pairs = [(src.ref, dst_base + escape_key(_basename(src)) if into else dst.ref) for src in sources]
@@ -717,64 +749,29 @@ async def _copy_pairs(session: _Session) -> tuple[list[tuple[str, str]], Address
     # One object: a missing source is this command's error (exit 3).
     if len(pairs) == 1 and not (await session.store.head(pairs[0][0])).exists:
         raise NotFoundError(f"source [{sources[0].text}] does not exist")
-    return pairs, sources[0]
+    return pairs
 
 
-async def _cmd_cp(session: _Session) -> int:
-    pairs, _ = await _copy_pairs(session)
-    if session.args.dry_run:
-        return session.plan("copy", pairs)
-    progress = session.progress("cp")
-    summary = await _finished(
-        progress, copy_many(session.store, pairs, concurrency=session.args.concurrency, progress=progress)
-    )
+async def _copy_or_move(session: _Session, tree: Any, many: Any) -> int:
+    args = session.args
+    if args.recursive:
+        if len(args.paths) != 2:
+            raise UsageError(f"{args.command} -r takes one source prefix and one destination prefix")
+        src, dst = _tree(session, *args.paths)
+        return session.report(await session.transfer(args.command, tree, src.ref, dst.ref))
+    pairs = await _object_pairs(session)
+    summary = await session.transfer(args.command, many, pairs)
     if len(pairs) == 1 and summary.failed:
         raise summary.failed[0].error  # one object: its own error decides the exit code
     return session.report(summary)
 
 
+async def _cmd_cp(session: _Session) -> int:
+    return await _copy_or_move(session, copy_tree, copy_many)
+
+
 async def _cmd_mv(session: _Session) -> int:
-    pairs, _ = await _copy_pairs(session)
-    if session.args.dry_run:
-        return session.plan("move", pairs)
-    progress = session.progress("mv")
-    summary = await _finished(
-        progress, copy_many(session.store, pairs, concurrency=session.args.concurrency, progress=progress)
-    )
-    failed = {failure.src for failure in summary.failed}
-    copied = [(src, dst) for src, dst in pairs if src not in failed]
-    # Verified: each destination exists with its source's size before the source goes.
-    verified: list[str] = []
-    for src, dst in copied:
-        src_meta, dst_meta = await asyncio.gather(session.store.head(src), session.store.head(dst))
-        if dst_meta.exists and src_meta.exists and dst_meta.size == src_meta.size:
-            verified.append(src)
-        else:
-            summary.failed.append(_failure(src, dst, StorageError("the copy could not be verified; source kept")))
-    moved = 0
-    for ref, err in zip(verified, await _delete_all(session, verified, "mv: deleting sources"), strict=True):
-        if err is None:
-            moved += 1
-        else:
-            summary.failed.append(_failure(ref, "", err))
-    return session.report(summary, moved=moved)
-
-
-def _failure(src: str, dst: str, err: BaseException) -> Failure:
-    return Failure(src, dst or src, err)
-
-
-async def _delete_all(session: _Session, refs: Sequence[str], label: str) -> list[BaseException | None]:
-    """Delete ``refs`` in bulk requests of ``DELETE_BATCH``, with progress; one result each."""
-    results: list[BaseException | None] = []
-    progress = session.progress(label, show_bytes=False)
-    try:
-        for start in range(0, len(refs), DELETE_BATCH):
-            results.extend(await session.store.delete_many(list(refs[start : start + DELETE_BATCH])))
-            progress.update(len(results), len(refs), 0, sum(r is not None for r in results))
-    finally:
-        progress.finish()
-    return results
+    return await _copy_or_move(session, move_tree, move_many)
 
 
 def _confirm(question: str) -> bool:
@@ -785,57 +782,36 @@ def _confirm(question: str) -> bool:
 
 
 async def _cmd_rm(session: _Session) -> int:
-    args, show = session.args, session.addresses.show
+    args = session.args
     addresses = [session.addresses(text) for text in args.refs]
-    targets: list[str] = []
-    for address in addresses:
-        if args.recursive:
-            found = [str(entry.ref) async for entry in session.store.list(address.ref)]
-            if not found:
-                raise NotFoundError(f"no objects under [{address.text}]")
-            targets.extend(found)
-        else:
+    if not args.recursive:
+        for address in addresses:
             if not (await session.store.head(address.ref)).exists:
                 raise NotFoundError(f"object [{address.text}] does not exist")
-            targets.append(address.ref)
-    if args.dry_run:
-        return session.plan("delete", [("", ref) for ref in targets])
-    if args.recursive and not args.yes:
+        return session.report(await session.transfer("rm", delete_refs, [a.ref for a in addresses]))
+    if not (args.yes or args.dry_run):
+        objects = 0
+        for address in addresses:
+            objects += (await du(session.store, address.ref, include=args.include, exclude=args.exclude))[0]
         if not sys.stdin.isatty():
-            raise UsageError(
-                f"rm -r would delete {count(len(targets))}: pass --yes to confirm (stdin is not a terminal)"
-            )
-        if not _confirm(f"delete {count(len(targets))} under {', '.join(args.refs)}?"):
+            raise UsageError(f"rm -r would delete {count(objects)}: pass --yes to confirm (stdin is not a terminal)")
+        if not _confirm(f"delete {count(objects)} under {', '.join(args.refs)}?"):
             print(f"{PROG}: nothing deleted", file=sys.stderr)
             return EXIT_USAGE
-    results = await _delete_all(session, targets, "rm")
-    failed = [(ref, err) for ref, err in zip(targets, results, strict=True) if err is not None]
-    for ref, err in failed:
-        session.fail(show(ref), err)
-    if args.json:
-        _print_json(
-            {
-                "deleted": [show(r) for r, e in zip(targets, results, strict=True) if e is None],
-                "failed": [{"ref": show(r), "error": str(e)} for r, e in failed],
-            }
-        )
-    else:
-        session.say(f"{len(targets) - len(failed)} deleted, {len(failed)} failed")
-    return EXIT_FAILURES if failed else EXIT_OK
+    summaries = [await session.transfer("rm", delete_tree, address.ref) for address in addresses]
+    total = summaries[0]
+    for more in summaries[1:]:
+        total.deleted += more.deleted
+        total.failed += more.failed
+        total.actions += more.actions
+        total.seconds += more.seconds
+    return session.report(total)
 
 
 async def _cmd_sync(session: _Session) -> int:
     args = session.args
-    src, dst = session.addresses(args.src), session.addresses(args.dst)
-    _overlap(src, dst)
-    await _nonempty(session, src)
-    if args.dry_run:
-        raise UsageError("sync --dry-run needs the transfer API's dry run (not available yet)")
-    progress = session.progress("sync")
-    summary = await _finished(
-        progress,
-        sync(session.store, src.ref, dst.ref, delete=args.delete, concurrency=args.concurrency, progress=progress),
-    )
+    src, dst = _tree(session, args.src, args.dst)
+    summary = await session.transfer("sync", sync, src.ref, dst.ref, delete=args.delete, checksum=args.checksum)
     return session.report(summary)
 
 

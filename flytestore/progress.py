@@ -89,11 +89,29 @@ class ProgressDisplay:
         self.last_step = -1
         self.drawn = False
         self._last: tuple[int, int | None, int, int] | None = None
+        #: The transfer phase shown (``Progress.phase``): "list", "copy" or "delete".
+        self.phase: str | None = None
         self._shown: tuple[int, int | None, int, int] | None = None
 
     def __call__(self, progress: Progress) -> None:
+        """A transfer's ``Progress``: each phase (listing, copying, deleting) on its own line."""
+        if self.phase is None:
+            self.phase = progress.phase  # the first phase started with the display
+        elif progress.phase != self.phase:
+            self.start_phase(progress.phase)
+        if progress.phase == "list":
+            self.update(progress.listed, None, progress.bytes_total)
+            return
         total = progress.objects_total if progress.objects_total is not None else self.expected
         self.update(progress.objects_done, total, progress.bytes_done, progress.failures)
+
+    def start_phase(self, phase: str) -> None:
+        """End the line of the phase before (on a terminal) and start counting afresh."""
+        self.finish()
+        self.phase = phase
+        self.started = time.perf_counter()
+        self.last_shown, self.last_step = 0.0, -1
+        self._last = self._shown = None
 
     def update(self, done: int, total: int | None, nbytes: int, failures: int = 0) -> None:
         if not self.enabled:
@@ -114,14 +132,19 @@ class ProgressDisplay:
 
     # -- what is shown ----------------------------------------------------------------------------
 
+    @property
+    def _label(self) -> str:
+        return {"list": f"{self.label} listing", "delete": f"{self.label} deleting"}.get(self.phase or "", self.label)
+
     def _fields(self, done: int, total: int | None, nbytes: int, failures: int, now: float) -> dict[str, str]:
         elapsed = max(now - self.started, 1e-9)
         rate = done / elapsed
+        bytes_shown = self.show_bytes and self.phase != "delete"
         fields = {
             "objects": f"{done:,}/{total:,}" if total is not None else f"{done:,}/?",
-            "bytes": human(nbytes) if self.show_bytes else "",
+            "bytes": human(nbytes) if bytes_shown else "",
             "rate": f"{rate:,.0f} obj/s",
-            "bytes_rate": f"{human(nbytes / elapsed)}/s" if self.show_bytes else "",
+            "bytes_rate": f"{human(nbytes / elapsed)}/s" if bytes_shown and self.phase != "list" else "",
             "eta": "",
             "failed": f"{failures:,} failed" if failures else "",
         }
@@ -138,7 +161,7 @@ class ProgressDisplay:
         noun = "object" if (total if total is not None else done) == 1 else "objects"
         pct = f" ({100 * done // total}%)" if total else ""
         parts = [
-            f"{self.label}: {done:,}{of} {noun}{pct}",
+            f"{self._label}: {done:,}{of} {noun}{pct}",
             f["bytes"],
             f["rate"],
             f["bytes_rate"],
@@ -157,7 +180,7 @@ class ProgressDisplay:
         droppable = ["eta", "bytes", "rate", "bytes_rate"]
         while True:
             tail = " ".join(f[name] for name in shown if f[name])
-            fixed = f"{self.label} {pct} " + (tail and f" {tail}")
+            fixed = f"{self._label} {pct} " + (tail and f" {tail}")
             room = width - len(fixed) - 2  # the bar's brackets
             if room >= 10 or not droppable:
                 break
@@ -165,9 +188,9 @@ class ProgressDisplay:
         if room >= 3:
             size = min(room, 30)
             filled = size * done // total if total else 0
-            text = f"{self.label} {pct} [{'#' * filled}{'.' * (size - filled)}]" + (tail and f" {tail}")
+            text = f"{self._label} {pct} [{'#' * filled}{'.' * (size - filled)}]" + (tail and f" {tail}")
         else:
-            text = f"{self.label} {pct}" + (tail and f" {tail}")
+            text = f"{self._label} {pct}" + (tail and f" {tail}")
         return text[: max(width, 1)]
 
     def _draw(self, text: str) -> None:
