@@ -180,3 +180,23 @@ def test_every_help_example_runs(tmp_path: Path, s3_server: MotoS3, bucket: S3Bu
         )
         assert result.returncode == 0, f"{example}\n{result.stdout}\n{result.stderr}"
         assert "Traceback" not in result.stderr, example
+
+
+def test_the_readme_commands_run(tmp_path: Path, s3_server: MotoS3, bucket: S3Bucket) -> None:
+    """The README's section on the command: each line runs as shown (on moto, its own bucket)."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## The `flytestore` command", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    lines = [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.strip()]
+    assert len(lines) >= 10 and all(line.startswith("flytestore ") for line in lines)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.txt").write_text("a\n")
+    (tmp_path / "data" / "b.txt").write_text("b\n")
+    env = {"FLYTESTORE_CONFIG": str(s3_config(s3_server, tmp_path / "s3.yaml", bucket.name))}
+    for line in lines:
+        argv = shlex.split(line.replace("s3://bucket/", f"s3://{bucket.name}/"))[1:]
+        run = flytestore(*argv, cwd=tmp_path, env=env)
+        assert run.code == 0, f"{line}\n{run}"
+        if argv[0] == "du":
+            assert json.loads(run.out) == {"ref": f"s3://{bucket.name}/data", "bytes": 4, "objects": 2}
+    assert bucket.sizes() == {"data/a.txt": 2, "data/b.txt": 2}  # moved, then removed
