@@ -689,6 +689,9 @@ class Config:
         self.default_http_client = _build_http(default_http_client)
         self.signed_url = _build_signed(signed_url)
         self.local = None if local is None else _as_strmap(local, "local")
+        for key in self.local or ():
+            if key != "path":
+                raise ConfigError(f"local.{key}", "unknown key for the local backend; valid keys: path")
         self.__post_init__()
 
     def __post_init__(self) -> None:

@@ -56,13 +56,7 @@ def test_usage_errors(work: Path, argv: list[str], names: str) -> None:
     [
         ("storage: [unclosed", "invalid YAML"),
         ("storage:\n  type: local\n  contianer: c\n", "contianer"),
-        pytest.param(
-            "storage:\n  type: local\n  container: c\n  local:\n    path: /tmp\n    pth: /x\n",
-            "pth",
-            marks=pytest.mark.skip(
-                reason="needs Config to refuse unknown keys inside `local:` (config.py, not landed)"
-            ),
-        ),
+        ("storage:\n  type: local\n  container: c\n  local:\n    path: /tmp\n    pth: /x\n", "pth"),
         ("storage:\n  type: nonsense\n", "type"),
     ],
     ids=["invalid-yaml", "unknown-key", "unknown-local-key", "bad-type"],

@@ -682,3 +682,9 @@ def test_every_backend_with_containers_takes_create_container_from_the_config(ki
         while hasattr(store, "inner"):
             store = store.inner
         assert store.create_container is flag
+
+
+def test_an_unknown_key_inside_local_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"local\.pth"):
+        Config(type="local", container="c", local={"path": "/tmp", "pth": "/x"})
+    assert Config(type="local", container="c", local={"path": "/tmp"}).local == {"path": "/tmp"}
