@@ -612,6 +612,14 @@ def _tree(session: _Session, src_text: str, dst_text: str) -> tuple[Address, Add
     return src, dst
 
 
+async def _destination_container(session: _Session, dst: Address) -> None:
+    """A missing destination bucket or container is one ``NotFoundError`` naming it (exit 3)
+    before the source is listed, not a failure for every object (the command creates none)."""
+    scheme, container, _ = split_reference(dst.ref)
+    if container:
+        await session.store.list_page(f"{scheme}://{container}", max_items=1)
+
+
 # ---------------------------------------------------------------------------------------------
 # Commands
 
@@ -758,6 +766,7 @@ async def _copy_or_move(session: _Session, tree: Any, many: Any) -> int:
         if len(args.paths) != 2:
             raise UsageError(f"{args.command} -r takes one source prefix and one destination prefix")
         src, dst = _tree(session, *args.paths)
+        await _destination_container(session, dst)
         return session.report(await session.transfer(args.command, tree, src.ref, dst.ref))
     pairs = await _object_pairs(session)
     summary = await session.transfer(args.command, many, pairs)
@@ -811,6 +820,7 @@ async def _cmd_rm(session: _Session) -> int:
 async def _cmd_sync(session: _Session) -> int:
     args = session.args
     src, dst = _tree(session, args.src, args.dst)
+    await _destination_container(session, dst)
     summary = await session.transfer("sync", sync, src.ref, dst.ref, delete=args.delete, checksum=args.checksum)
     return session.report(summary)
 
