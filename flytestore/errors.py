@@ -5,7 +5,7 @@
     StorageError
      ├── NotFoundError            (also FileNotFoundError)
      ├── AlreadyExistsError       (also FileExistsError)
-     ├── ExceedsLimitError        .size, .limit: the message says how to raise the limit
+     ├── ExceedsLimitError        (also OSError) .size, .limit: the message says how to raise the limit
      ├── InvalidReferenceError    (also ValueError): bad scheme, empty key, traversal, bad escape
      ├── ConfigError              (also ValueError): names the offending field
      ├── InvalidArgumentError     (also ValueError): negative sizes, wrong payload types
@@ -72,8 +72,11 @@ class AlreadyExistsError(StorageError, FileExistsError):
     code = "AlreadyExists"
 
 
-class ExceedsLimitError(StorageError):
-    """An object is larger than the configured download limit."""
+class ExceedsLimitError(StorageError, OSError):
+    """An object (or the bytes one read asks for) is larger than the configured download limit.
+
+    Also an ``OSError``, as fsspec users expect of a failed read. ``size`` is the number of bytes
+    the read would have returned, ``limit`` the limit it passed, ``reference`` the object."""
 
     code = "LIMIT_EXCEEDED"
 
@@ -86,6 +89,10 @@ class ExceedsLimitError(StorageError):
             f"limit exceeded{where}. {_mb(size)}mb > {_mb(limit)}mb. You can increase the limit "
             "by setting limits.maxDownloadMBs (max_download_mbs) in the storage config; 0 disables it."
         )
+
+    def __reduce__(self) -> tuple[type[ExceedsLimitError], tuple[int, int, str]]:
+        # Pickles (to another process) with its fields, not its message.
+        return type(self), (self.size, self.limit, self.reference)
 
 
 def check_size(size: int, limit: int | None, reference: str) -> None:

@@ -70,6 +70,28 @@ def test_exceeds_limit_message_matches_go() -> None:
     assert err.size == 2 * 1024 * 1024 + 1 and err.limit == 2 * 1024 * 1024
 
 
+def test_fsspec_users_catch_our_errors_as_os_errors() -> None:
+    """fsspec callers (pandas, pyarrow, dask) catch OSError and its subclasses, not StorageError."""
+    with pytest.raises(OSError) as info:
+        raise ExceedsLimitError(3 * 1024 * 1024, 2 * 1024 * 1024, "s3://b/k")
+    assert isinstance(info.value, StorageError)
+    assert (info.value.size, info.value.limit) == (3 * 1024 * 1024, 2 * 1024 * 1024)
+    assert "s3://b/k" in str(info.value) and "maxDownloadMBs" in str(info.value)
+    with pytest.raises(FileNotFoundError):
+        raise NotFoundError("object [s3://b/k] does not exist")
+    with pytest.raises(FileExistsError):
+        raise AlreadyExistsError("object [s3://b/k] already exists")
+
+
+def test_exceeds_limit_pickles_with_its_fields() -> None:
+    import pickle
+
+    err = pickle.loads(pickle.dumps(ExceedsLimitError(5, 4, "mem://b/k")))
+    assert isinstance(err, ExceedsLimitError) and isinstance(err, OSError)
+    assert (err.size, err.limit, err.reference) == (5, 4, "mem://b/k")
+    assert str(err) == str(ExceedsLimitError(5, 4, "mem://b/k"))
+
+
 def test_failure_type_label() -> None:
     assert failure_type(NotFoundError("x")) == "NotFound"
     assert failure_type(ValueError("x")) == "Generic"
