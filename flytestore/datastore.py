@@ -32,7 +32,17 @@ from .layers.resilient import Budget
 from .layers.routing import RoutingStore
 from .metrics import Scope
 from .payload import Payload
-from .rawstore import ByteStream, Cursor, ListEntry, Metadata, Options, RawStore, SignedURLProperties, SignedURLResponse
+from .rawstore import (
+    COALESCE_DEFAULT,
+    ByteStream,
+    Cursor,
+    ListEntry,
+    Metadata,
+    Options,
+    RawStore,
+    SignedURLProperties,
+    SignedURLResponse,
+)
 from .reference import DataReference, construct_reference
 from .registry import SchemeFactory, build_primary
 from .retry import RetryPolicy
@@ -241,6 +251,35 @@ class DataStore:
     ) -> Coroutine[Any, Any, bytes]:
         """The whole object (or range) as bytes; the download limit (and ``max_size``) applies."""
         return self._current().raw.read_bytes(ref, offset, length, max_size)
+
+    def read_ranges(
+        self,
+        ref: str,
+        ranges: Sequence[tuple[int, int]],
+        *,
+        coalesce: int = COALESCE_DEFAULT,
+        max_size: int | None = None,
+    ) -> Coroutine[Any, Any, builtins.list[bytes]]:
+        """The bytes of several ranges of one object, in one call: a list with one ``bytes`` per
+        range, in the order given.
+
+        - ``ranges``: ``(start, end)`` byte offsets, end exclusive, as fsspec's ``cat_ranges``
+          (``0 <= start <= end``; anything else, or a non-int, is ``InvalidArgumentError``).
+          Ranges may overlap, repeat and come in any order; an empty range is ``b""``. Slice
+          semantics past the end: a range yields the bytes that exist (possibly ``b""``).
+        - ``coalesce``: ranges whose gap is at most this many bytes (default 1 MiB, object_store's
+          and obstore's) are fetched by one request and split back; a request stops growing past
+          8 MiB, so long runs are fetched by several. ``0`` merges nothing (each distinct range
+          is its own request). Requests run 10 at once.
+        - One version: every range comes from the object as the first response found it (by
+          etag, where the backend has etags); a change mid-call is ``PreconditionFailedError``.
+        - Limits: the download limit (``limits.maxDownloadMBs``) and ``max_size`` bound the total
+          bytes the call returns (the ranges clipped to the object's size): over it,
+          ``ExceedsLimitError`` before any range is downloaded.
+        - A cached object answers from memory. A missing object is ``NotFoundError``, except
+          that a call whose ranges are all empty makes no request and returns ``b""`` for each.
+        """
+        return self._current().raw.read_ranges(ref, ranges, coalesce=coalesce, max_size=max_size)
 
     def write_raw(
         self, ref: str, data: Payload, size: int | None = None, options: Options | None = None

@@ -38,6 +38,8 @@ if TYPE_CHECKING:  # moved names, served lazily by ``__getattr__`` below
     from .streamcopy import stream_copy as stream_copy
 
 __all__ = [
+    "COALESCE_DEFAULT",
+    "COALESCE_PARALLEL",
     "DEFAULT_CHUNK_SIZE",
     "ByteStream",
     "BytesLike",
@@ -49,6 +51,7 @@ __all__ = [
     "SignedURLProperties",
     "SignedURLResponse",
     "check_range",
+    "check_ranges",
     "check_refs",
     "enforce_limit",
 ]
@@ -57,6 +60,13 @@ __all__ = [
 #: bounds how much one chunk pins. Backends with a per-chunk cost pick their own (the local
 #: store uses 8 MiB, measured with ``benchmarks/bench_local.py``).
 DEFAULT_CHUNK_SIZE = MiB
+
+#: ``read_ranges``: ranges whose gap is at most this many bytes are fetched by one request (Rust
+#: object_store's ``OBJECT_STORE_COALESCE_DEFAULT``, which obstore's ``get_ranges`` uses).
+COALESCE_DEFAULT = MiB
+#: ``read_ranges``: requests in flight at once for one call (object_store's
+#: ``OBJECT_STORE_COALESCE_PARALLEL``).
+COALESCE_PARALLEL = 10
 
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
@@ -322,6 +332,27 @@ def check_range(offset: int, length: int | None) -> None:
         raise InvalidArgumentError(f"length must be a non-negative int or None, got {length!r}")
 
 
+def check_ranges(ranges: Sequence[tuple[int, int]], coalesce: int = 0) -> builtins.list[tuple[int, int]]:
+    """Validate ``read_ranges``' arguments: a sequence of ``(start, end)`` pairs of ints with
+    ``0 <= start <= end`` (end exclusive), and a non-negative ``coalesce``. Returns the ranges as
+    a list of tuples."""
+    if isinstance(coalesce, bool) or not isinstance(coalesce, int) or coalesce < 0:
+        raise InvalidArgumentError(f"coalesce must be a non-negative int (bytes), got {coalesce!r}")
+    if isinstance(ranges, (str, bytes, bytearray, memoryview)) or not isinstance(ranges, Sequence):
+        raise InvalidArgumentError(f"ranges must be a sequence of (start, end) pairs, got {type(ranges).__name__}")
+    checked: builtins.list[tuple[int, int]] = []
+    for i, pair in enumerate(ranges):
+        if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
+            raise InvalidArgumentError(f"ranges[{i}] must be a (start, end) pair of ints, got {pair!r}")
+        start, end = pair
+        if isinstance(start, bool) or not isinstance(start, int) or isinstance(end, bool) or not isinstance(end, int):
+            raise InvalidArgumentError(f"ranges[{i}] must be a (start, end) pair of ints, got {pair!r}")
+        if start < 0 or end < start:
+            raise InvalidArgumentError(f"ranges[{i}] = {pair!r}: need 0 <= start <= end (byte offsets, end exclusive)")
+        checked.append((start, end))
+    return checked
+
+
 def check_refs(refs: Sequence[str]) -> builtins.list[str]:
     """Validate ``delete_many``'s argument: a sequence of references (not one reference).
 
@@ -384,6 +415,25 @@ class RawStore(Protocol):
         deleted or did not exist (a missing object is not an error here: bulk deletes race other
         deleters), else the error (a bad reference: ``InvalidReferenceError``). Raises only for
         what concerns the whole call (``refs`` not a sequence)."""
+        ...
+
+    async def read_ranges(
+        self,
+        ref: str,
+        ranges: Sequence[tuple[int, int]],
+        *,
+        coalesce: int = COALESCE_DEFAULT,
+        max_size: int | None = None,
+    ) -> builtins.list[bytes]:
+        """The bytes of each ``(start, end)`` range of one object (end exclusive), in order.
+
+        Slice semantics: a range past the end yields what exists (possibly ``b""``). Ranges whose
+        gap is at most ``coalesce`` bytes are fetched by one request and split back (0: each
+        distinct range its own request); the requests run ``COALESCE_PARALLEL`` at once. Every
+        range comes from one version of the object: a change between requests raises
+        ``PreconditionFailedError``. With ``max_size``, a call whose ranges total more bytes
+        raises ``ExceedsLimitError`` before they are downloaded. Bad ranges:
+        ``InvalidArgumentError``. Ranges that are all empty make no request."""
         ...
 
     async def copy_raw(self, src: str, dst: str, *, options: Options | None = None) -> Metadata: ...

@@ -10,7 +10,15 @@ from .errors import InvalidArgumentError, PreconditionFailedError, SizeMismatchE
 from .rawstore import ByteStream, Metadata, Options, RawStore
 from .units import MiB
 
-__all__ = ["SPLIT_AHEAD", "SPLIT_NEVER", "SPLIT_PART_SIZE", "SPLIT_THRESHOLD", "split_read", "stream_copy"]
+__all__ = [
+    "SPLIT_AHEAD",
+    "SPLIT_NEVER",
+    "SPLIT_PART_SIZE",
+    "SPLIT_THRESHOLD",
+    "EtagPin",
+    "split_read",
+    "stream_copy",
+]
 
 
 #: Objects at least this large are copied across stores by parallel ranged reads (from stores
@@ -21,6 +29,42 @@ SPLIT_NEVER = 1 << 62
 #: The size of each ranged read of a split copy, and how many are fetched ahead of the writer.
 SPLIT_PART_SIZE = 8 * MiB
 SPLIT_AHEAD = 4
+
+
+class EtagPin:
+    """The one rule for reading an object by several requests: every response must come from the
+    version the first one did, by etag; a changed object raises ``PreconditionFailedError``
+    rather than being spliced (``split_read``, ``BaseStore.read_ranges``).
+
+    ``etag`` pins a version known already; otherwise the first response carrying an etag pins
+    it. ``strict``: a response without an etag counts as a change (a split copy, whose every
+    range is within the object); else it is not compared (a range past the end has no body and,
+    on some services, no etag; backends without etags cannot be pinned).
+    """
+
+    __slots__ = ("etag", "ref", "strict", "what")
+
+    def __init__(self, ref: str, etag: str = "", *, strict: bool = False, what: str = "read") -> None:
+        self.ref = ref
+        self.etag = etag
+        self.strict = strict
+        self.what = what
+
+    def check(self, meta: Metadata | None) -> None:
+        now = meta.etag if meta is not None else ""
+        if not now:
+            if self.strict:
+                self._changed(now)
+            return
+        if not self.etag:
+            self.etag = now
+        elif now != self.etag:
+            self._changed(now)
+
+    def _changed(self, now: str) -> None:
+        raise PreconditionFailedError(
+            f"[{self.ref}] changed while it was being {self.what} (etag {self.etag} became {now or 'unknown'})"
+        )
 
 
 async def stream_copy(
@@ -81,14 +125,12 @@ async def split_read(
     if part_size <= 0 or ahead <= 0:
         raise InvalidArgumentError("part_size and ahead must be positive")
 
+    pin = EtagPin(ref, etag, strict=True, what="copied")
+
     async def fetch(offset: int, length: int) -> bytes:
         part = await store.read_raw(ref, offset, length)
         async with part:
-            now = part.metadata.etag if part.metadata is not None else ""
-            if now != etag:
-                raise PreconditionFailedError(
-                    f"[{ref}] changed while it was being copied (etag {etag} became {now or 'unknown'})"
-                )
+            pin.check(part.metadata)
             data = await part.read()
         if len(data) != length:
             raise SizeMismatchError(f"a range read of [{ref}] at {offset} returned {len(data)} of {length} bytes")

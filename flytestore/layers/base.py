@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from ..payload import Payload
 from ..rawstore import (
+    COALESCE_DEFAULT,
     ByteStream,
     Cursor,
     ListEntry,
@@ -41,6 +42,7 @@ _DELEGATED = (
     "list_page",
     "delete",
     "delete_many",
+    "read_ranges",
     "copy_raw",
     "create_signed_url",
 )
@@ -109,6 +111,16 @@ class Layer:
 
     def delete_many(self, refs: Sequence[str]) -> Coroutine[Any, Any, builtins.list[BaseException | None]]:
         return self.inner.delete_many(refs)
+
+    def read_ranges(
+        self,
+        ref: str,
+        ranges: Sequence[tuple[int, int]],
+        *,
+        coalesce: int = COALESCE_DEFAULT,
+        max_size: int | None = None,
+    ) -> Coroutine[Any, Any, builtins.list[bytes]]:
+        return self.inner.read_ranges(ref, ranges, coalesce=coalesce, max_size=max_size)
 
     def copy_raw(self, src: str, dst: str, *, options: Options | None = None) -> Coroutine[Any, Any, Metadata]:
         return self.inner.copy_raw(src, dst, options=options)

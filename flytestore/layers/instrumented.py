@@ -1,8 +1,9 @@
 """InstrumentedStore: per-operation latency and failure metrics of a backend (Flyte's stow metrics).
 
-Timers ``head``, ``read_open`` (time to open a read), ``write``, ``delete``, ``delete_many`` (one
-bulk delete call), ``list`` and ``copy`` (each a ``<name>_ms`` summary plus a histogram in
-seconds); failure counters ``head_failure``, ``read_failure``, ``write_failure``,
+Timers ``head``, ``read_open`` (time to open a read), ``read_ranges`` (one call, all its
+ranges), ``write``, ``delete``, ``delete_many`` (one bulk delete call), ``list`` and ``copy``
+(each a ``<name>_ms`` summary plus a histogram in seconds); failure counters ``head_failure``,
+``read_failure`` (also failed ``read_ranges`` calls), ``write_failure``,
 ``delete_failure`` (also each object a bulk delete failed to delete), ``list_failure``,
 ``copy_failure`` labelled ``failure_type``; ``bad_key`` for references that do not parse or do
 not belong.
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 from ..errors import InvalidReferenceError, failure_type
 from ..metrics import FailureCounter, Scope, Timer
 from ..payload import Payload
-from ..rawstore import ByteStream, Cursor, ListEntry, Metadata, Options, RawStore
+from ..rawstore import COALESCE_DEFAULT, ByteStream, Cursor, ListEntry, Metadata, Options, RawStore
 from ..reference import DataReference
 from .base import Layer
 
@@ -35,9 +36,9 @@ class InstrumentedStore(Layer):
         self.bad_key = scope.counter("bad_key", "references that could not be used")
         self._timers: dict[str, Timer] = {}
         self._failures: dict[str, FailureCounter] = {}
-        for op in ("head", "read_open", "write", "delete", "delete_many", "list", "copy"):
+        for op in ("head", "read_open", "read_ranges", "write", "delete", "delete_many", "list", "copy"):
             self._timers[op] = scope.timer(op, f"latency of {op}")
-            name = {"read_open": "read", "delete_many": "delete"}.get(op, op)
+            name = {"read_open": "read", "read_ranges": "read", "delete_many": "delete"}.get(op, op)
             if name in self._failures:
                 self._failures[op] = self._failures[name]
                 continue
@@ -83,6 +84,16 @@ class InstrumentedStore(Layer):
             if result is not None:
                 self._failed("delete", result)
         return results
+
+    def read_ranges(
+        self,
+        ref: str,
+        ranges: Sequence[tuple[int, int]],
+        *,
+        coalesce: int = COALESCE_DEFAULT,
+        max_size: int | None = None,
+    ) -> Coroutine[Any, Any, list[bytes]]:
+        return self._timed("read_ranges", self.inner.read_ranges(ref, ranges, coalesce=coalesce, max_size=max_size))
 
     def copy_raw(self, src: str, dst: str, *, options: Options | None = None) -> Coroutine[Any, Any, Metadata]:
         return self._timed("copy", self.inner.copy_raw(src, dst, options=options))

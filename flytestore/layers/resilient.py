@@ -37,7 +37,7 @@ from typing import TypeVar
 
 from ..errors import InvalidArgumentError, NotFoundError, PreconditionFailedError, TransientError
 from ..payload import Payload
-from ..rawstore import ByteStream, Cursor, ListEntry, Metadata, Options, RawStore, check_refs
+from ..rawstore import COALESCE_DEFAULT, ByteStream, Cursor, ListEntry, Metadata, Options, RawStore, check_refs
 from ..reference import DataReference, split_reference
 from ..retry import NO_RETRY, RetryPolicy, retrying
 from .base import Layer
@@ -245,6 +245,18 @@ class ResilientStore(Layer):
         finally:
             budget.release()
         return results
+
+    async def read_ranges(
+        self,
+        ref: str,
+        ranges: Sequence[tuple[int, int]],
+        *,
+        coalesce: int = COALESCE_DEFAULT,
+        max_size: int | None = None,
+    ) -> builtins.list[bytes]:
+        # One operation of the budget (the store bounds its own requests in flight); a transient
+        # failure reads every range again, so the result still comes from one version.
+        return await self._guarded(lambda: self.inner.read_ranges(ref, ranges, coalesce=coalesce, max_size=max_size))
 
     async def copy_raw(self, src: str, dst: str, *, options: Options | None = None) -> Metadata:
         create_only = options is not None and options.if_not_exists

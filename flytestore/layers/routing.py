@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypeVar
 from ..errors import InvalidReferenceError
 from ..payload import Payload
 from ..rawstore import (
+    COALESCE_DEFAULT,
     ByteStream,
     Cursor,
     ListEntry,
@@ -191,6 +192,19 @@ class RoutingStore:
         if type(data) is bytes or isinstance(data, (bytearray, memoryview)):
             return store.write_raw(ref, data, size, options)
         return self._held(store.write_raw(ref, data, size, options))  # a stream: may run long
+
+    def read_ranges(
+        self,
+        ref: str,
+        ranges: Sequence[tuple[int, int]],
+        *,
+        coalesce: int = COALESCE_DEFAULT,
+        max_size: int | None = None,
+    ) -> Coroutine[Any, Any, list[bytes]]:
+        store = self.primary if ref[: self._plen] == self._primary_prefix else self._live.get(ref[: ref.find("://")])
+        if store is None:
+            return self._slow("read_ranges", ref, ranges, coalesce=coalesce, max_size=max_size)
+        return store.read_ranges(ref, ranges, coalesce=coalesce, max_size=max_size)
 
     async def _slow(self, method: str, ref: str, *args: Any, **kwargs: Any) -> Any:
         """An operation whose backend needs a full parse or creation first (or a cold one)."""

@@ -5,12 +5,15 @@ generic streamed copy, lifecycle). A new backend subclasses it; see
 from __future__ import annotations
 
 import asyncio
+import bisect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import TypeVar
 
-from ..errors import InvalidArgumentError, InvalidReferenceError, NotFoundError, UnsupportedError
+from ..errors import InvalidArgumentError, InvalidReferenceError, NotFoundError, UnsupportedError, check_size
 from ..payload import Payload
 from ..rawstore import (
+    COALESCE_DEFAULT,
+    COALESCE_PARALLEL,
     ByteStream,
     Cursor,
     ListEntry,
@@ -18,13 +21,21 @@ from ..rawstore import (
     Options,
     SignedURLProperties,
     SignedURLResponse,
+    check_ranges,
     check_refs,
     enforce_limit,
 )
 from ..reference import DataReference, escape_key, split_reference
-from ..streamcopy import stream_copy
+from ..streamcopy import SPLIT_PART_SIZE, EtagPin, stream_copy
 
-__all__ = ["DELETE_CONCURRENCY", "BaseStore", "delete_each", "run_bounded"]
+__all__ = [
+    "COALESCE_MAX_REQUEST",
+    "DELETE_CONCURRENCY",
+    "BaseStore",
+    "delete_each",
+    "merge_ranges",
+    "run_bounded",
+]
 
 _S = TypeVar("_S", bound="BaseStore")
 T = TypeVar("T")
@@ -32,6 +43,30 @@ T = TypeVar("T")
 #: Single deletes in flight at once in the default ``delete_many`` (backends without a bulk
 #: delete request).
 DELETE_CONCURRENCY = 32
+
+#: ``read_ranges``: a request stops absorbing nearby ranges once it would span more than this, so
+#: a long run of adjacent ranges is fetched by several requests in parallel rather than one long
+#: one (a single range larger than this is still one request).
+COALESCE_MAX_REQUEST = SPLIT_PART_SIZE
+
+
+def merge_ranges(ranges: Iterable[tuple[int, int]], coalesce: int) -> list[tuple[int, int]]:
+    """The requests that fetch the non-empty ``ranges``, sorted by start: ranges whose gap is at
+    most ``coalesce`` bytes (overlapping and adjacent ones too) share one request while it spans
+    at most ``COALESCE_MAX_REQUEST`` bytes. With ``coalesce=0`` nothing is merged: each distinct
+    range is one request."""
+    spans = sorted({r for r in ranges if r[0] < r[1]})
+    if not coalesce:
+        return spans
+    merged: list[tuple[int, int]] = []
+    for start, end in spans:
+        if merged:
+            first, last = merged[-1]
+            if start - last <= coalesce and max(end, last) - first <= COALESCE_MAX_REQUEST:
+                merged[-1] = (first, max(end, last))
+                continue
+        merged.append((start, end))
+    return merged
 
 
 async def run_bounded(call: Callable[[T], Awaitable[None]], items: Iterable[T], concurrency: int) -> None:
@@ -45,8 +80,15 @@ async def run_bounded(call: Callable[[T], Awaitable[None]], items: Iterable[T], 
 
     if concurrency <= 1:
         await worker()
-    else:
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return
+    workers = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
+    try:
+        await asyncio.gather(*workers)
+    except BaseException:  # one failed (or we are cancelled): stop the others before raising
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
 
 
 async def delete_each(
@@ -149,6 +191,51 @@ class BaseStore:
 
     async def delete(self, ref: str) -> None:
         raise NotImplementedError
+
+    async def read_ranges(
+        self,
+        ref: str,
+        ranges: Sequence[tuple[int, int]],
+        *,
+        coalesce: int = COALESCE_DEFAULT,
+        max_size: int | None = None,
+    ) -> list[bytes]:
+        """``RawStore.read_ranges`` over this store's own ``read_raw``: the ranges merged into
+        requests (``merge_ranges``), ``COALESCE_PARALLEL`` requests in flight, every response
+        pinned to one etag (``streamcopy.EtagPin``), then each range cut from its request.
+
+        ``max_size`` bounds the bytes returned: when the ranges ask for more, a ``head`` learns
+        the object's size (and pins its etag) and the call is refused before any range is read
+        unless the ranges, clipped to the object, fit."""
+        checked = check_ranges(ranges, coalesce)
+        pin = EtagPin(ref)
+        if max_size and sum(end - start for start, end in checked) > max_size:
+            meta = await self.head(ref)
+            if not meta.exists:
+                raise NotFoundError(f"object [{ref}] does not exist")
+            pin.check(meta)
+            check_size(sum(max(0, min(end, meta.size) - start) for start, end in checked), max_size, ref)
+        requests = merge_ranges(checked, coalesce)
+        bodies: list[bytes] = [b""] * len(requests)
+
+        async def fetch(i: int) -> None:
+            start, end = requests[i]
+            stream = await self.read_raw(ref, start, end - start)
+            async with stream:
+                pin.check(stream.metadata)
+                bodies[i] = await stream.read()
+
+        await run_bounded(fetch, range(len(requests)), min(COALESCE_PARALLEL, len(requests)))
+        starts = [start for start, _ in requests]
+        results: list[bytes] = []
+        for start, end in checked:
+            if start == end:
+                results.append(b"")
+                continue
+            i = bisect.bisect_right(starts, start) - 1  # the request holding the range
+            body, first = bodies[i], starts[i]
+            results.append(body if (start, end) == requests[i] else body[start - first : end - first])
+        return results
 
     async def delete_many(self, refs: Sequence[str]) -> list[BaseException | None]:
         """Delete each reference (``RawStore.delete_many``): the references are checked first (a

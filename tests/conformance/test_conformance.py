@@ -539,6 +539,99 @@ async def test_delete_many_refuses_a_single_reference(backend: Backend) -> None:
     assert (await backend.store.head(ref)).exists
 
 
+# -- read_ranges ------------------------------------------------------------------------------------
+
+
+async def test_read_ranges(backend: Backend) -> None:
+    """One bytes per range, in the order asked: overlapping, repeated, out-of-order, empty and
+    past-the-end ranges alike, whether nearby ranges are merged into one request or not."""
+    ref = backend.ref("ranges")
+    data = os.urandom(200_000)
+    await backend.store.write_raw(ref, data)
+    ranges = [
+        (100_000, 100_100),
+        (0, 10),
+        (5, 15),  # overlaps the one before
+        (50, 60),  # before the one before
+        (7, 7),  # empty
+        (199_990, 200_050),  # runs past the end
+        (300_000, 300_010),  # wholly past the end
+        (0, 200_000),  # the whole object
+        (0, 10),  # a repeat
+        (150_000, 150_001),
+        (10, 20),  # adjacent to (0, 10)
+    ]
+    expected = [data[start:end] for start, end in ranges]
+    assert await backend.store.read_ranges(ref, ranges) == expected
+    for coalesce in (0, 1, 64 * 1024):
+        assert await backend.store.read_ranges(ref, ranges, coalesce=coalesce) == expected
+    assert await backend.store.read_ranges(ref, tuple(ranges[:2])) == expected[:2]
+    assert await backend.store.read_ranges(ref, [[1, 4]]) == [data[1:4]]  # type: ignore[list-item]
+    assert await backend.store.read_ranges(ref, []) == []
+    # Once more, now that a cache in the stack may hold the object.
+    assert await read(backend, ref) == data
+    assert await backend.store.read_ranges(ref, ranges) == expected
+
+
+async def test_read_ranges_of_an_empty_and_a_missing_object(backend: Backend) -> None:
+    empty = backend.ref("ranges-empty")
+    await backend.store.write_raw(empty, b"")
+    assert await backend.store.read_ranges(empty, [(0, 10), (3, 3), (5, 6)]) == [b"", b"", b""]
+    with pytest.raises(NotFoundError):
+        await backend.store.read_ranges(backend.ref("ranges-missing"), [(0, 10)])
+
+
+@pytest.mark.parametrize(
+    ("ranges", "coalesce"),
+    [
+        ([(-1, 5)], 0),
+        ([(5, 4)], 0),
+        ([(0, -1)], 0),
+        ([("0", 5)], 0),
+        ([(0, 5.0)], 0),
+        ([(True, 5)], 0),
+        ([(0, None)], 0),
+        ([(0, 1, 2)], 0),
+        ([5], 0),
+        ("0-5", 0),
+        ((0, 5), 0),  # one range, not a sequence of them
+        ([(0, 5)], -1),
+        ([(0, 5)], 1.5),
+    ],
+)
+async def test_read_ranges_refuses_bad_ranges(backend: Backend, ranges: object, coalesce: object) -> None:
+    ref = backend.ref("ranges-bad")
+    await backend.store.write_raw(ref, b"0123456789")
+    with pytest.raises(InvalidArgumentError):
+        await backend.store.read_ranges(ref, ranges, coalesce=coalesce)  # type: ignore[arg-type]
+
+
+async def test_read_ranges_max_size_bounds_the_total(backend: Backend) -> None:
+    """``max_size`` (the download limit's) bounds the bytes one call returns: the ranges clipped
+    to the object's size, summed."""
+    ref = backend.ref("ranges-capped")
+    data = bytes(range(256)) * 4
+    await backend.store.write_raw(ref, data)
+    ranges = [(0, 300), (500, 800)]
+    assert await backend.store.read_ranges(ref, ranges, max_size=600) == [data[0:300], data[500:800]]
+    with pytest.raises(ExceedsLimitError) as info:
+        await backend.store.read_ranges(ref, ranges, max_size=599)
+    assert (info.value.size, info.value.limit) == (600, 599)
+    assert isinstance(info.value, OSError)
+    # Each range fits on its own; the call does not.
+    with pytest.raises(ExceedsLimitError):
+        await backend.store.read_ranges(ref, [(0, 400), (0, 400)], max_size=500)
+    # Past the end only what exists counts.
+    assert await backend.store.read_ranges(ref, [(1000, 5000)], max_size=24) == [data[1000:]]
+    with pytest.raises(ExceedsLimitError):
+        await backend.store.read_ranges(ref, [(1000, 5000)], max_size=23)
+    # Once more, now that a cache in the stack may hold the object.
+    assert await read(backend, ref) == data
+    with pytest.raises(ExceedsLimitError):
+        await backend.store.read_ranges(ref, ranges, max_size=599)
+    assert await backend.store.read_ranges(ref, ranges, max_size=600) == [data[0:300], data[500:800]]
+
+
 # -- copy -----------------------------------------------------------------------------------------
 
 
