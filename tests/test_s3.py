@@ -56,9 +56,11 @@ from flytestore.errors import (
     StorageError,
     TransientError,
 )
+from flytestore.layers import CachedStore, LimitedStore
 from flytestore.rawstore import Cursor, Options, SignedURLProperties
 from flytestore.stores import _s3lean
 from flytestore.stores import s3 as s3_module
+from flytestore.stores.base import COALESCE_MAX_REQUEST
 from flytestore.stores.s3 import FLYTE_CONTENT_MD5 as FLYTE_MD5
 from flytestore.stores.s3 import S3Settings, S3Store, _map_error, from_config, parse_settings
 
@@ -1571,3 +1573,91 @@ async def test_a_store_built_from_a_config_retries_per_the_retries_section(
             with pytest.raises(StorageError):
                 await call()
             assert scripted.requests == (3 if retried else 1)
+
+
+# -- read_ranges ----------------------------------------------------------------------------------
+
+
+async def test_read_ranges_coalesces_nearby_ranges_into_few_gets(
+    store: S3Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1,000 adjacent 64 KiB ranges (64 MiB) take a handful of GETs, not 1,000: requests absorb
+    ranges up to COALESCE_MAX_REQUEST each, and run in parallel. With coalesce=0 each range is
+    its own GET."""
+    r = ref(store, "ranges/big")
+    data = os.urandom(64 * MiB)
+    await store.write_raw(r, data)
+    ranges = [(i * 64 * KiB, (i + 1) * 64 * KiB) for i in range(1000)]
+    sent = capture_requests(store, monkeypatch)
+    results = await store.read_ranges(r, ranges)
+    gets = [req for req in sent if req.method == "GET"]
+    assert len(results) == 1000 and b"".join(results) == data[: 1000 * 64 * KiB]
+    assert len(gets) == -(-1000 * 64 * KiB // COALESCE_MAX_REQUEST) == 8
+    sent.clear()
+    spread = [(i * MiB, i * MiB + 10) for i in range(20)]  # 1 MiB - 10 apart: within the default gap
+    assert await store.read_ranges(r, spread) == [data[s:e] for s, e in spread]
+    assert len([req for req in sent if req.method == "GET"]) == 3  # 20 MiB spans in 8 MiB requests
+    sent.clear()
+    assert await store.read_ranges(r, spread, coalesce=MiB - 11) == [data[s:e] for s, e in spread]
+    assert len([req for req in sent if req.method == "GET"]) == 20
+    sent.clear()
+    assert await store.read_ranges(r, ranges[:50], coalesce=0) == results[:50]
+    assert len([req for req in sent if req.method == "GET"]) == 50
+
+
+async def test_read_ranges_are_pinned_to_one_version(store: S3Store) -> None:
+    """An object replaced between two of one call's requests is PreconditionFailedError, never
+    ranges of two versions."""
+    r = ref(store, "ranges/changing")
+    await store.write_raw(r, b"a" * 100)
+    original = store.read_raw
+    calls = 0
+    replaced = asyncio.Event()
+
+    async def read_then_replace(ref_: str, offset: int = 0, length: int | None = None) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            stream = await original(ref_, offset, length)
+            await store.write_raw(r, b"b" * 100)
+            replaced.set()
+            return stream
+        await replaced.wait()  # the later request reads the new version
+        return await original(ref_, offset, length)
+
+    store.read_raw = read_then_replace  # type: ignore[method-assign]
+    with pytest.raises(PreconditionFailedError, match="changed"):
+        await store.read_ranges(r, [(0, 10), (90, 100)], coalesce=0)
+    assert calls == 2
+    del store.read_raw
+    assert await store.read_ranges(r, [(0, 10), (90, 100)], coalesce=0) == [b"b" * 10] * 2
+
+
+async def test_read_ranges_through_the_download_limit(store: S3Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The download limit bounds the total of one call, refused before any range is read."""
+    r = ref(store, "ranges/limited")
+    data = os.urandom(4 * KiB)
+    await store.write_raw(r, data)
+    limited = LimitedStore(store, max_download_mbs=2 * KiB / MiB)
+    assert await limited.read_ranges(r, [(0, KiB), (3 * KiB, 4 * KiB)]) == [data[:KiB], data[3 * KiB :]]
+    sent = capture_requests(store, monkeypatch)
+    with pytest.raises(ExceedsLimitError) as info:
+        await limited.read_ranges(r, [(0, KiB), (2 * KiB, 4 * KiB)])
+    assert isinstance(info.value, OSError) and (info.value.size, info.value.limit) == (3 * KiB, 2 * KiB)
+    assert [req.method for req in sent] == ["HEAD"]  # nothing downloaded
+    assert await limited.read_ranges(r, [(3 * KiB, 9 * KiB)]) == [data[3 * KiB :]]  # clipped: 1 KiB
+
+
+async def test_read_ranges_of_a_cached_object_send_no_request(store: S3Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    r = ref(store, "ranges/cached")
+    data = os.urandom(10 * KiB)
+    cached = CachedStore(store, max_size_mbs=64)
+    await cached.write_raw(r, data)
+    assert await cached.read_bytes(r) == data  # cached now
+    sent = capture_requests(store, monkeypatch)
+    assert await cached.read_ranges(r, [(5, 10), (0, 3), (10 * KiB - 1, 20 * KiB)]) == [
+        data[5:10],
+        data[0:3],
+        data[-1:],
+    ]
+    assert sent == []
