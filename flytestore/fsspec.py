@@ -43,6 +43,9 @@ __all__ = ["DataStoreFileSystem", "register"]
 
 logger = logging.getLogger(__name__)
 
+#: The end of an open range: read_ranges clips ranges to the object's size.
+_OPEN_END = 2**62
+
 #: The protocols ``register()`` takes over by default.
 DEFAULT_PROTOCOLS = ("s3", "gs", "abfs", "abfss", "redis", "mem")
 
@@ -471,18 +474,13 @@ class DataStoreFileSystem(AsyncFileSystem):  # type: ignore[misc]
 
         async def one(path: str, idx: list[int]) -> None:
             try:
-                ranges: list[tuple[int, int | None]] = [
-                    await self._range(store, path, starts_l[i], ends_l[i]) for i in idx
-                ]
-                if any(length is None for _, length in ranges):
-                    size = (await self._info(path))["size"]
-                    ranges = [(o, size - o if length is None else length) for o, length in ranges]
-                spans = [(o, o + cast(int, length)) for o, length in ranges]
-                read_ranges = getattr(store, "read_ranges", None)
-                if read_ranges is not None:
-                    data = await read_ranges(path, spans)
+                ranges = [await self._range(store, path, starts_l[i], ends_l[i]) for i in idx]
+                # Slice semantics past the end: an open end reads to the end of the object.
+                spans = [(o, _OPEN_END if length is None else o + length) for o, length in ranges]
+                if max_gap is None:
+                    data = await store.read_ranges(path, spans)
                 else:
-                    data = await asyncio.gather(*(store.read_bytes(path, s, e - s) for s, e in spans))
+                    data = await store.read_ranges(path, spans, coalesce=max_gap)
                 for i, chunk in zip(idx, data, strict=True):
                     out[i] = chunk
             except Exception as err:

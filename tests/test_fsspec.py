@@ -60,6 +60,8 @@ def test_flytekit_s3_arguments_reach_moto(s3_server: MotoS3, s3fs_like: DataStor
     s3fs_like.pipe_file(path, b"hello")
     assert s3fs_like.cat_file(path) == b"hello"
     assert s3fs_like.cat_file(f"{s3fs_like.bucket}/a/b.txt", start=1, end=3) == b"el"  # a bare path is s3://
+    # read_ranges underneath: an open end reads to the end, an end past it is clipped.
+    assert s3fs_like.cat_ranges([path] * 4, [0, 1, 3, -2], [2, None, 100, None]) == [b"he", b"ello", b"lo", b"lo"]
     assert s3fs_like.ls(f"s3://{s3fs_like.bucket}", detail=False) == [f"s3://{s3fs_like.bucket}/a"]
     assert s3fs_like.config.schemes["s3"].config["endpoint"] == s3_server.endpoint
     assert s3fs_like.config.schemes["s3"].config["addressing_style"] == "path"
