@@ -246,7 +246,7 @@ async def run_backend(t: P.Target, args: argparse.Namespace, results: dict[str, 
     # Seeding (not timed), through flytestore's filesystem: every library reads the same objects.
     small = [f"small/{i:05d}" for i in range(args.small_n)]
     payload = os.urandom(4 * KiB)
-    # One write first: a fresh DataStoreFileSystem fails concurrent first calls (see README).
+    # One write first: the filesystem opens its DataStore before the concurrent writes.
     await writer._pipe_file(path_of(t, FLY, small[0]), payload)
     await S.run_workers(len(small), 32, lambda i: writer._pipe_file(path_of(t, FLY, small[i]), payload))
     large_size = args.large_mib * MiB
