@@ -48,12 +48,9 @@ for _path in (str(ROOT), str(HERE)):
         sys.path.insert(0, _path)
 
 import peers as P  # noqa: E402
+import suite as S  # noqa: E402
 
 from flytestore.units import KiB, MiB  # noqa: E402
-
-if not hasattr(P, "KiB"):  # suite.py reads peers.KiB, which peers.py does not define at this commit
-    P.KiB = KiB  # type: ignore[attr-defined]
-import suite as S  # noqa: E402
 
 FLY = "flytestore.fsspec"
 OBS = "obstore.fsspec"

@@ -54,7 +54,8 @@ for _path in (str(ROOT), str(HERE)):
 
 import peers as P  # noqa: E402
 
-KiB, MiB = P.KiB, P.MiB
+from flytestore.units import KiB, MiB  # noqa: E402
+
 #: Typography of the report, spelled as escapes (ruff flags the characters themselves).
 EN, TIMES = "\u2013", "\u00d7"
 SCENARIOS = {
