@@ -23,7 +23,7 @@ import uuid
 import warnings
 import zlib
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -1084,10 +1084,11 @@ async def test_hot_operations_bypass_botocore(pair: tuple[S3Store, S3Store], mon
         assert await s.read_bytes(r, offset=1, length=2) == b"at"
         assert (await s.head(r)).size == 4
         assert not (await s.head(r + "-missing")).exists
+        assert [e.ref async for e in s.list(ref(s, f"dir-{name}"))] == []
         await s.write_raw(ref(s, f"multi-{name}"), blocks(PART + 1))  # create/complete are full-path calls
-    # put, get, ranged get, head, head of a missing key, and a 2-part upload (create, 2 parts,
-    # complete): the lean path leaves only the upload's create and complete to botocore.
-    assert counts == {"lean": 2, "full": 9}
+    # put, get, ranged get, head, head of a missing key, a listing, and a 2-part upload (create,
+    # 2 parts, complete): the lean path leaves only the upload's create and complete to botocore.
+    assert counts == {"lean": 2, "full": 10}
 
 
 @pytest.mark.parametrize("key", ODD_KEYS)
@@ -1111,6 +1112,108 @@ async def test_escaped_keys_match_botocore(
     assert lean_head == full_head and lean_head.user_metadata == {"k": "v"}
     entries, _ = await full.list_entries_page(f"s3://{lean.container}/")
     assert key in [lean.locate(e.ref)[1] for e in entries]
+
+
+async def test_lean_listing_matches_botocore(pair: tuple[S3Store, S3Store], monkeypatch: pytest.MonkeyPatch) -> None:
+    lean, full = pair
+    keys = [f"dir/{key}" for key in ODD_KEYS] + [f"dir/k{i:03d}" for i in range(25)] + ["dir\u00ff-after", "dirx"]
+    await asyncio.gather(*(full.write_raw(full.make_ref(full.container, k), k.encode()) for k in keys))
+    calls: list[str] = []
+    original = lean.api.client._make_api_call
+
+    async def counting(name: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(name)
+        return await original(name, *args, **kwargs)
+
+    monkeypatch.setattr(lean.api.client, "_make_api_call", counting)
+    lean_sent = capture_requests(lean, monkeypatch)
+    root = f"s3://{lean.container}/dir"
+    for max_items in (7, 1000, 5000):
+        cursor: Cursor | None = None
+        while cursor is None or not cursor.is_end():
+            got, lean_next = await lean.list_entries_page(root, max_items=max_items, cursor=cursor)
+            want, full_next = await full.list_entries_page(root, max_items=max_items, cursor=cursor)
+            assert got == want and lean_next == full_next
+            for entry in got:
+                assert isinstance(entry.last_modified, datetime) and entry.last_modified.utcoffset() == timedelta(0)
+            cursor = lean_next
+    listed = [e async for e in lean.list(root, page_size=7)]
+    assert listed == [e async for e in full.list(root, page_size=7)]
+    assert sorted(lean.locate(e.ref)[1] for e in listed) == sorted(k for k in keys if k.startswith("dir/"))
+    assert [e.size for e in listed] == [len(lean.locate(e.ref)[1].encode()) for e in listed]
+    assert calls == [] and lean_sent  # every listing request went the lean way
+    assert all("encoding-type=url" in str(r.url) for r in lean_sent)
+
+
+def test_list_response_parsing() -> None:
+    ns = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
+    body = (
+        f'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult {ns}><Name>b</Name><Prefix>a%2Bb</Prefix>'
+        "<IsTruncated>true</IsTruncated><Contents><Key>a%2Bb/c+d%25e%0A</Key>"
+        "<LastModified>2026-11-23T21:44:33.123Z</LastModified><ETag>&quot;abc&quot;</ETag><Size>12</Size>"
+        "<StorageClass>STANDARD</StorageClass></Contents><Contents><Key>z</Key><Size>0</Size></Contents>"
+        "<EncodingType>url</EncodingType></ListBucketResult>"
+    ).encode()
+    objects, truncated = _s3lean.parse_list_objects(body)
+    assert truncated is True
+    (key, size, etag, modified), second = objects
+    assert (key, size, etag) == ("a+b/c d%e\n", 12, '"abc"')  # botocore's unquote_str: '+' is a space
+    assert modified == datetime(2026, 11, 23, 21, 44, 33, 123000, tzinfo=timezone.utc)
+    assert second == ("z", 0, "", None)
+    # Without EncodingType the keys are taken as they are; no namespace is fine too.
+    plain = b"<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>a%2Bb+c</Key></Contents>"
+    plain += b"</ListBucketResult>"
+    assert _s3lean.parse_list_objects(plain) == ([("a%2Bb+c", 0, "", None)], False)
+
+
+@pytest.mark.parametrize("lean", [True, False])
+async def test_list_fetches_the_next_page_while_the_caller_consumes(
+    s3_server: MotoS3, monkeypatch: pytest.MonkeyPatch, lean: bool
+) -> None:
+    bucket = unique_bucket()
+    async with S3Store(s3_server.settings(lean_requests=lean), container=bucket) as store:
+        try:
+            await asyncio.gather(*(store.write_raw(ref(store, f"p/{i}"), b"x") for i in range(5)))
+            http = store.api.client._endpoint.http_session
+            original = http.send
+            lists: list[str] = []
+            second_sent = asyncio.Event()
+
+            async def send(request: Any) -> Any:
+                if "list-type=2" in str(request.url):
+                    lists.append(str(request.url))
+                    if len(lists) == 2:
+                        second_sent.set()
+                return await original(request)
+
+            monkeypatch.setattr(http, "send", send)
+            listing = store.list(ref(store, "p"), page_size=2)
+            first = await listing.__anext__()
+            assert first.ref == ref(store, "p/0") and len(lists) == 1
+            # The caller holds the first entry and asks for nothing: the second page goes out anyway.
+            await asyncio.wait_for(second_sent.wait(), timeout=10)
+            rest = [e.ref async for e in listing]
+            assert rest == [ref(store, f"p/{i}") for i in range(1, 5)]
+            assert len(lists) == 3
+
+            # A caller that stops early leaves no request behind.
+            tasks_before = asyncio.all_tasks()
+            listing = store.list(ref(store, "p"), page_size=2)
+            assert (await listing.__anext__()).ref == ref(store, "p/0")
+            await listing.aclose()
+            assert asyncio.all_tasks() <= tasks_before
+        finally:
+            await drop_bucket(store, bucket)
+
+
+async def test_lean_listing_errors_name_the_bucket(s3_server: MotoS3) -> None:
+    missing = unique_bucket()
+    async with S3Store(s3_server.settings()) as store:
+        assert isinstance(store.api, s3_module._LeanS3Api)
+        with pytest.raises(NotFoundError, match=missing):
+            await store.list_page(f"s3://{missing}/some/prefix")
+        with pytest.raises(NotFoundError, match=missing):
+            [e async for e in store.list(f"s3://{missing}/")]
 
 
 async def test_metadata_and_results_match(pair: tuple[S3Store, S3Store]) -> None:
@@ -1422,6 +1525,7 @@ async def test_error_and_retry_parity(
                 functools.partial(store.read_bytes, "s3://bucket/k", offset=2, length=2),
                 functools.partial(store.write_raw, "s3://bucket/k", b"x"),
                 functools.partial(store.write_raw, "s3://bucket/k", b"x", options=Options(if_not_exists=True)),
+                functools.partial(store.list_page, "s3://bucket/p"),
                 functools.partial(store.head, "s3://bucket/k"),
             )
             for call in calls:

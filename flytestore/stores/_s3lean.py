@@ -1,10 +1,12 @@
-"""A lean request path for S3's hot object operations: HEAD, GET (ranged or not), PUT, UploadPart.
+"""A lean request path for S3's hot operations: HEAD, GET (ranged or not), PUT, UploadPart, and
+ListObjectsV2.
 
 botocore spends most of a small request's client CPU in its per-call machinery: parameter
 validation and serialisation, a dozen event hooks, endpoint-ruleset resolution, the user-agent
 string, and model-driven response parsing (a 4 KiB GET measured ~60% of the client's CPU there, the
-rest being aiohttp). ``LeanS3`` builds these four requests itself and keeps everything that
-matters from the aiobotocore client it is given:
+rest being aiohttp; a 1,000-key ListObjectsV2 page ~0.07 s, nearly all in botocore's XML parsing).
+``LeanS3`` builds these requests itself and keeps everything that matters from the aiobotocore
+client it is given:
 
 - the endpoint: resolved once per bucket by the client's own ruleset resolver (with its
   parameter hooks, so a bad bucket name fails as it would), which settles path-style or
@@ -20,6 +22,9 @@ matters from the aiobotocore client it is given:
   ``total_max_attempts`` from the client's config);
 - errors as botocore raises them: the client's modeled ``ClientError`` subclass with the same
   ``Error``/``ResponseMetadata`` dicts, so the store's error mapping cannot tell the paths apart;
+- listings as the full path lists: ``encoding-type=url`` (which botocore sets so that keys XML
+  cannot carry survive), keys decoded with botocore's ``unquote_str`` when the response says they
+  are encoded, timestamps parsed to aware datetimes; the page parsed by ``xml.etree``'s C parser;
 - flexible checksums: CRC32 of every PUT and part (when the client computes request checksums),
   and validation of a full GET's body against the checksum the server returns (when the client
   validates responses).
@@ -51,7 +56,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote_plus, urlsplit
 from xml.etree import ElementTree
 
 import aiohttp
@@ -71,7 +76,7 @@ except ImportError:  # pragma: no cover - older aiobotocore
 
 from ..units import MiB
 
-__all__ = ["LeanS3", "UseFullPath", "lean_unsupported"]
+__all__ = ["LeanS3", "ListedObject", "UseFullPath", "lean_unsupported", "parse_list_objects"]
 
 logger = logging.getLogger(__name__)
 
@@ -170,10 +175,13 @@ def _host(url: str) -> str:
 class _Target:
     """Where a bucket's objects live and how requests to them are signed."""
 
-    __slots__ = ("host", "prefix", "region", "signing_name")
+    __slots__ = ("bucket_url", "host", "prefix", "region", "signing_name")
 
     def __init__(self, prefix: str, region: str, signing_name: str) -> None:
         self.prefix = prefix
+        #: The bucket's own URL (ListObjectsV2): ``http://host/bucket`` path-style, as botocore
+        #: sends it, ``https://bucket.host/`` virtual-hosted.
+        self.bucket_url = prefix if urlsplit(prefix).path else prefix + "/"
         self.host = _host(prefix)
         self.region = region
         self.signing_name = signing_name
@@ -336,6 +344,7 @@ class LeanS3:
         self._get = _Operation(client, "GetObject", None)
         self._put = _Operation(client, "PutObject", crc)
         self._part = _Operation(client, "UploadPart", crc)
+        self._list = _Operation(client, "ListObjectsV2", None)
 
     @staticmethod
     def _response_checksums(client: Any) -> tuple[str, ...]:
@@ -635,6 +644,23 @@ class LeanS3:
             resp["ChecksumCRC32"] = crc
         return resp
 
+    async def list_objects(
+        self, bucket: str, prefix: str, max_keys: int, start_after: str | None
+    ) -> tuple[list[ListedObject], bool]:
+        """One ListObjectsV2 request: the objects (key, size, ETag, last modified) in key order,
+        and whether the listing goes on (``IsTruncated``)."""
+        op = self._list
+        try:
+            query = f"list-type=2&encoding-type=url&max-keys={int(max_keys)}&prefix={quote(prefix, safe='-_.~')}"
+            if start_after:
+                query += f"&start-after={quote(start_after, safe='-_.~')}"
+        except UnicodeEncodeError as exc:  # a lone surrogate: botocore's own error, please
+            raise UseFullPath(prefix) from exc
+        target = await self._target(bucket, self._head)
+        url = f"{target.bucket_url}?{query}"
+        response = await self._request(op, bucket, target, "GET", url, self._headers(), None, False)
+        return parse_list_objects(await response.content)
+
     def _body_headers(self, headers: dict[str, str], body: bytes) -> None:
         if self._checksums:
             headers["x-amz-checksum-crc32"] = _crc32_b64(body)
@@ -667,3 +693,56 @@ def _object_response(headers: Mapping[str, str]) -> dict[str, Any]:
     if modified is not None:
         resp["LastModified"] = _last_modified(modified)
     return resp
+
+
+#: One listed object: key, size, ETag (as sent, quotes included), last modified.
+ListedObject = tuple[str, int, str, Any]
+
+_LIST_FIELDS = ("Contents", "IsTruncated", "EncodingType", "Key", "Size", "ETag", "LastModified")
+
+
+def _timestamp(value: str) -> Any:
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        from botocore.utils import parse_timestamp
+
+        return parse_timestamp(value)
+
+
+def parse_list_objects(body: bytes) -> tuple[list[ListedObject], bool]:
+    """A ListObjectsV2 response: its objects and ``IsTruncated``, as botocore would parse them
+    (keys decoded with ``unquote_plus`` when ``EncodingType`` is ``url``)."""
+    root = ElementTree.fromstring(body)
+    tag = root.tag
+    ns = tag[: tag.index("}") + 1] if tag.startswith("{") else ""
+    contents, truncated_tag, encoding_tag, key_tag, size_tag, etag_tag, modified_tag = (
+        ns + name for name in _LIST_FIELDS
+    )
+    objects: list[ListedObject] = []
+    append = objects.append
+    truncated = False
+    encoded = False
+    for child in root:
+        name = child.tag
+        if name == contents:
+            key = etag = modified = ""
+            size = 0
+            for field in child:
+                field_tag = field.tag
+                if field_tag == key_tag:
+                    key = field.text or ""
+                elif field_tag == size_tag:
+                    size = int(field.text or 0)
+                elif field_tag == etag_tag:
+                    etag = field.text or ""
+                elif field_tag == modified_tag:
+                    modified = field.text or ""
+            append((key, size, etag, _timestamp(modified) if modified else None))
+        elif name == truncated_tag:
+            truncated = (child.text or "").strip().lower() == "true"
+        elif name == encoding_tag:
+            encoded = child.text == "url"
+    if encoded:
+        objects = [(unquote_plus(key), size, etag, modified) for key, size, etag, modified in objects]
+    return objects, truncated

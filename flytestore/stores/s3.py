@@ -54,7 +54,7 @@ import contextlib
 import functools
 import logging
 import math
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -109,7 +109,7 @@ from ..rawstore import (
 )
 from ..units import GiB, MiB
 from ._http import http_settings
-from ._s3lean import LeanS3, UseFullPath, lean_unsupported
+from ._s3lean import LeanS3, ListedObject, UseFullPath, lean_unsupported
 from .base import BaseStore, run_bounded
 
 if TYPE_CHECKING:
@@ -522,10 +522,18 @@ class _S3Api:
         resp: _Resp = await self.client.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
         return resp
 
-    async def list(self, bucket: str, prefix: str, max_keys: int, start_after: str | None) -> _Resp:
+    async def list_objects(
+        self, bucket: str, prefix: str, max_keys: int, start_after: str | None
+    ) -> tuple[list[ListedObject], bool]:
+        """One ListObjectsV2 request: (key, size, ETag, last modified) of each object in key
+        order, and whether the listing goes on."""
         extra = {"StartAfter": start_after} if start_after else {}
         resp: _Resp = await self.client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=max_keys, **extra)
-        return resp
+        objects = [
+            (obj["Key"], int(obj.get("Size", 0)), obj.get("ETag") or "", obj.get("LastModified"))
+            for obj in resp.get("Contents") or ()
+        ]
+        return objects, bool(resp.get("IsTruncated"))
 
     async def head_bucket(self, bucket: str) -> None:
         await self.client.head_bucket(Bucket=bucket)
@@ -557,8 +565,9 @@ def _plain_metadata(metadata: object) -> bool:
 
 
 class _LeanS3Api(_S3Api):
-    """``_S3Api`` with HEAD, GET, PUT and UploadPart sent by ``LeanS3`` (``_s3lean``): signed
-    requests built directly, through the same client's session, credentials and signer.
+    """``_S3Api`` with HEAD, GET, PUT, UploadPart and ListObjectsV2 sent by ``LeanS3``
+    (``_s3lean``): signed requests built directly, through the same client's session, credentials
+    and signer.
 
     Each operation falls back to the aiobotocore call when the lean path declines before sending
     (``UseFullPath``): a bucket that needs another signer or was redirected to another region,
@@ -606,6 +615,15 @@ class _LeanS3Api(_S3Api):
             except UseFullPath:
                 pass
         return await super().put(bucket, key, body, params)
+
+    async def list_objects(
+        self, bucket: str, prefix: str, max_keys: int, start_after: str | None
+    ) -> tuple[list[ListedObject], bool]:
+        try:
+            return await self.lean.list_objects(bucket, prefix, max_keys, start_after)
+        except UseFullPath:
+            pass
+        return await super().list_objects(bucket, prefix, max_keys, start_after)
 
     async def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: bytes) -> _Resp:
         try:
@@ -1237,23 +1255,39 @@ class S3Store(BaseStore):
         truncated = True
         with _errors(f"list [{self.make_ref(container, prefix)}]"):
             while truncated and len(entries) < max_items:
-                resp = await api.list(container, prefix, min(max_items - len(entries), _LIST_REQUEST_MAX), start_after)
-                contents = resp.get("Contents") or ()
-                for obj in contents:
-                    entries.append(
-                        ListEntry(
-                            make_ref(container, obj["Key"]),
-                            int(obj.get("Size", 0)),
-                            _etag(obj.get("ETag")),
-                            cast("datetime | None", obj.get("LastModified")),
-                        )
-                    )
-                truncated = bool(resp.get("IsTruncated")) and bool(contents)
-                if contents:
-                    start_after = contents[-1]["Key"]
+                objects, truncated = await api.list_objects(
+                    container, prefix, min(max_items - len(entries), _LIST_REQUEST_MAX), start_after
+                )
+                entries.extend(
+                    ListEntry(make_ref(container, key), size, etag.strip('"'), modified)
+                    for key, size, etag, modified in objects
+                )
+                truncated = truncated and bool(objects)
+                if objects:
+                    start_after = objects[-1][0]
         if truncated and start_after is not None:
             return entries, Cursor.at(start_after)
         return entries, Cursor.end()
+
+    async def list(self, ref: str, *, page_size: int = 1000) -> AsyncIterator[ListEntry]:
+        """Every object under ``ref``, page by page, the next page requested while the caller
+        consumes this one (one page ahead; dropped if the caller stops early)."""
+        pending: asyncio.Future[tuple[list[ListEntry], Cursor]] | None = asyncio.ensure_future(
+            self.list_entries_page(ref, max_items=page_size, cursor=Cursor.start())
+        )
+        try:
+            while pending is not None:
+                entries, cursor = await pending
+                pending = None
+                if not cursor.is_end():
+                    pending = asyncio.ensure_future(self.list_entries_page(ref, max_items=page_size, cursor=cursor))
+                for entry in entries:
+                    yield entry
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
 
     # -- signed URLs ----------------------------------------------------------------------------
 
