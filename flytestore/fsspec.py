@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import importlib
 import io
 import logging
 import os
@@ -35,8 +36,9 @@ from fsspec.spec import AbstractBufferedFile  # type: ignore[import-untyped]
 
 from .config import Config
 from .datastore import DataStore
-from .errors import ConfigError, NotFoundError, check_size
+from .errors import ConfigError, ExceedsLimitError, NotFoundError, check_size
 from .rawstore import Metadata, Options, SignedURLProperties
+from .reference import escape_key, split_reference
 from .units import MiB
 
 __all__ = ["DataStoreFileSystem", "register"]
@@ -295,6 +297,40 @@ def _close_holder(holder: _Holder) -> None:
 _closing: set[asyncio.Task[None]] = set()
 
 
+# ---------------------------------------------------------------------------------------------
+# Paths and references: an fsspec path names keys literally (as s3fs does), a reference escapes them
+
+
+def path_to_ref(path: str) -> str:
+    """The reference of an fsspec path: ``scheme://container/key`` with the key percent-escaped, so
+    that ``%``, ``#``, ``?``, spaces and non-ASCII in a key are part of its name, not URL syntax."""
+    scheme, sep, rest = path.partition("://")
+    if not sep:
+        return path
+    container, slash, key = rest.partition("/")
+    return f"{scheme}://{container}{slash}{escape_key(key)}"
+
+
+def ref_to_path(ref: str) -> str:
+    """The fsspec path of a reference (as a listing returns it): the key as stored, unescaped."""
+    scheme, sep, rest = ref.partition("://")
+    if not sep:
+        return ref
+    container = rest.partition("/")[0]
+    key = split_reference(ref)[2]
+    return f"{scheme}://{container}/{key}" if key else f"{scheme}://{container}"
+
+
+def _limit_error(err: ExceedsLimitError, path: str) -> ExceedsLimitError:
+    """``err`` naming the fsspec path and how to lift the limit for a filesystem."""
+    new = ExceedsLimitError(err.size, err.limit, path)
+    new.args = (
+        f"{new.args[0]} With fsspec, pass a config with limits.maxDownloadMBs to the filesystem or to "
+        "flytestore.fsspec.register(config=...), e.g. {'limits': {'maxDownloadMBs': 0}}.",
+    )
+    return new
+
+
 def _info_of(ref: str, meta: Metadata) -> dict[str, Any]:
     info: dict[str, Any] = {"name": ref, "size": meta.size, "type": "file"}
     if meta.etag:
@@ -431,12 +467,16 @@ class DataStoreFileSystem(AsyncFileSystem):  # type: ignore[misc]
     async def _cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
         path = self._strip_protocol(path)
         store = await self._datastore()
-        if start is None and end is None:
-            return await store.read_bytes(path)
-        offset, length = await self._range(store, path, start, end)
-        if length == 0:
-            return b""
-        return await store.read_bytes(path, offset, length)
+        ref = path_to_ref(path)
+        try:
+            if start is None and end is None:
+                return await store.read_bytes(ref)
+            offset, length = await self._range(store, path, start, end)
+            if length == 0:
+                return b""
+            return await store.read_bytes(ref, offset, length)
+        except ExceedsLimitError as err:
+            raise _limit_error(err, path) from None
 
     async def _range(self, store: DataStore, path: str, start: int | None, end: int | None) -> tuple[int, int | None]:
         start = start or 0
@@ -478,9 +518,9 @@ class DataStoreFileSystem(AsyncFileSystem):  # type: ignore[misc]
                 # Slice semantics past the end: an open end reads to the end of the object.
                 spans = [(o, _OPEN_END if length is None else o + length) for o, length in ranges]
                 if max_gap is None:
-                    data = await store.read_ranges(path, spans)
+                    data = await store.read_ranges(path_to_ref(path), spans)
                 else:
-                    data = await store.read_ranges(path, spans, coalesce=max_gap)
+                    data = await store.read_ranges(path_to_ref(path), spans, coalesce=max_gap)
                 for i, chunk in zip(idx, data, strict=True):
                     out[i] = chunk
             except Exception as err:
@@ -497,7 +537,10 @@ class DataStoreFileSystem(AsyncFileSystem):  # type: ignore[misc]
             return
         rpath = self._strip_protocol(rpath)
         store = await self._datastore()
-        stream = await store.read_raw(rpath)
+        try:
+            stream = await store.read_raw(path_to_ref(rpath))
+        except ExceedsLimitError as err:
+            raise _limit_error(err, rpath) from None
         tmp = f"{lpath}.part-{os.getpid()}-{threading.get_ident()}"
         try:
             async with stream:
@@ -519,7 +562,7 @@ class DataStoreFileSystem(AsyncFileSystem):  # type: ignore[misc]
         path = self._strip_protocol(path)
         store = await self._datastore()
         options = Options(if_not_exists=mode == "create")
-        await store.write_raw(path, bytes(value), options=options)
+        await store.write_raw(path_to_ref(path), bytes(value), options=options)
 
     async def _put_file(
         self, lpath: str, rpath: str, callback: Any = None, mode: str = "overwrite", **kwargs: Any
@@ -539,15 +582,15 @@ class DataStoreFileSystem(AsyncFileSystem):  # type: ignore[misc]
                         callback.relative_update(len(chunk))
                     yield chunk
 
-        await store.write_raw(rpath, chunks(), size=size, options=Options(if_not_exists=mode == "create"))
+        await store.write_raw(path_to_ref(rpath), chunks(), size=size, options=Options(if_not_exists=mode == "create"))
 
     async def _cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
         store = await self._datastore()
-        await store.copy_raw(self._strip_protocol(path1), self._strip_protocol(path2))
+        await store.copy_raw(path_to_ref(self._strip_protocol(path1)), path_to_ref(self._strip_protocol(path2)))
 
     async def _rm_file(self, path: str, **kwargs: Any) -> None:
         store = await self._datastore()
-        await store.delete(self._strip_protocol(path))
+        await store.delete(path_to_ref(self._strip_protocol(path)))
 
     async def _rm(
         self, path: str | list[str], recursive: bool = False, maxdepth: int | None = None, **kwargs: Any
@@ -559,7 +602,7 @@ class DataStoreFileSystem(AsyncFileSystem):  # type: ignore[misc]
         if not refs:
             return
         store = await self._datastore()
-        results = await store.delete_many(refs)
+        results = await store.delete_many([path_to_ref(p) for p in refs])
         for result in results:
             if result is not None and not isinstance(result, FileNotFoundError):
                 raise result
@@ -578,11 +621,14 @@ class DataStoreFileSystem(AsyncFileSystem):  # type: ignore[misc]
         prefix = f"{scheme}://{container}/{key + '/' if key else ''}"
         out = []
         try:
-            async for entry in store.list(prefix):
+            async for entry in store.list(path_to_ref(prefix)):
                 ref = str(entry.ref)
-                if not ref.startswith(prefix) or ref == prefix or ref.endswith("/"):
+                if ref.endswith("/"):
                     continue
-                info: dict[str, Any] = {"name": ref, "size": entry.size, "type": "file"}
+                name = ref_to_path(ref)
+                if not name.startswith(prefix) or name == prefix:
+                    continue
+                info: dict[str, Any] = {"name": name, "size": entry.size, "type": "file"}
                 if entry.etag:
                     info["ETag"] = entry.etag
                 if entry.last_modified is not None:
@@ -602,15 +648,15 @@ class DataStoreFileSystem(AsyncFileSystem):  # type: ignore[misc]
             return _dir_info(path)
         store = await self._datastore()
         if key:
-            meta = await store.head(path)
+            meta = await store.head(path_to_ref(path))
             if meta.exists:
                 return _info_of(path, meta)
-            page, _ = await store.list_page(f"{path}/", max_items=1)
+            page, _ = await store.list_page(path_to_ref(f"{path}/"), max_items=1)
             if page:
                 return _dir_info(path)
             raise FileNotFoundError(path)
         try:
-            await store.list_page(f"{path}/", max_items=1)
+            await store.list_page(path_to_ref(f"{path}/"), max_items=1)
         except NotFoundError:
             raise FileNotFoundError(path) from None
         return _dir_info(path)
@@ -673,7 +719,7 @@ class DataStoreFileSystem(AsyncFileSystem):  # type: ignore[misc]
         if not self._split(path)[2]:
             return False
         store = await self._datastore()
-        meta: Metadata = await store.head(path)
+        meta: Metadata = await store.head(path_to_ref(path))
         return meta.exists
 
     async def _isdir(self, path: str) -> bool:
@@ -689,7 +735,7 @@ class DataStoreFileSystem(AsyncFileSystem):  # type: ignore[misc]
     async def _sign(self, path: str, expiration: int = 3600, **kwargs: Any) -> str:
         store = await self._datastore()
         props = SignedURLProperties(scope=kwargs.get("scope", "GET"), expires_in=timedelta(seconds=expiration))
-        response = await store.create_signed_url(self._strip_protocol(path), props)
+        response = await store.create_signed_url(path_to_ref(self._strip_protocol(path)), props)
         return response.url
 
     def sign(self, path: str, expiration: int = 3600, **kwargs: Any) -> str:
@@ -758,7 +804,10 @@ class DataStoreFile(AbstractBufferedFile):  # type: ignore[misc]
         if mode == "rb":
             # As a whole read of the object would: a file over the download limit is refused at
             # open, not after some of its blocks were read.
-            check_size(self.size, fs.config.limits.max_download_mbs * MiB, path)
+            try:
+                check_size(self.size, fs.config.limits.max_download_mbs * MiB, path)
+            except ExceedsLimitError as err:
+                raise _limit_error(err, path) from None
 
     def _fetch_range(self, start: int, end: int) -> bytes:
         return cast(bytes, sync(self.fs.loop, self.fs._cat_file, self.path, start, end))
@@ -775,7 +824,7 @@ class DataStoreFile(AbstractBufferedFile):  # type: ignore[misc]
                 yield block
 
         options = Options(if_not_exists=self._exclusive)
-        self._writer = asyncio.ensure_future(store.write_raw(self.path, blocks(), options=options))
+        self._writer = asyncio.ensure_future(store.write_raw(path_to_ref(self.path), blocks(), options=options))
 
     async def _send(self, block: bytes | None) -> None:
         assert self._queue is not None and self._writer is not None
@@ -815,14 +864,44 @@ def register(
 ) -> None:
     """Make ``fsspec.filesystem(protocol, ...)`` return a DataStoreFileSystem for each protocol.
 
-    With ``clobber=False`` a protocol already registered to another implementation raises
-    ``ValueError``. ``config`` becomes the default of instances built without one.
+    The class goes into fsspec's registry and ``fsspec.registry.known_implementations`` (code that
+    resolves a protocol's canonical class there, as flytekit does for s3, gs and abfs, then builds
+    it too). With ``clobber=False`` a protocol already registered to another implementation, or
+    whose ``known_implementations`` entry another library changed from fsspec's default, raises
+    ``ValueError`` and nothing is registered. ``config`` becomes the default of instances built
+    without one.
     """
+    registry = importlib.import_module("fsspec.registry")
+    classes = {protocol: filesystem_for(protocol) for protocol in protocols}
+    if not clobber:
+        for protocol, cls in classes.items():
+            current = registry._registry.get(protocol)
+            if current is not None and current is not cls:
+                raise ValueError(f"Name ({protocol}) already in the registry and clobber is False")
+            known = registry.known_implementations.get(protocol, {}).get("class")
+            if known not in (None, _qualname(cls), _FSSPEC_DEFAULTS.get(protocol)):
+                raise ValueError(f"Name ({protocol}) already in the known_implementations and clobber is False")
     global _registered_config
     if config is not None:
         _registered_config = _as_config(config)
-    for protocol in protocols:
-        fsspec.register_implementation(protocol, filesystem_for(protocol), clobber=clobber)
+    for protocol, cls in classes.items():
+        fsspec.register_implementation(protocol, cls, clobber=True)
+        registry.known_implementations[protocol] = {
+            "class": _qualname(cls),
+            "err": f"{_qualname(cls)} import failed for protocol {protocol}",
+        }
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+#: fsspec's own ``known_implementations`` classes, as they were when this module was imported.
+_FSSPEC_DEFAULTS: dict[str, str] = {
+    name: entry["class"]
+    for name, entry in importlib.import_module("fsspec.registry").known_implementations.items()
+    if isinstance(entry, Mapping) and isinstance(entry.get("class"), str)
+}
 
 
 _classes: dict[str, type[DataStoreFileSystem]] = {}

@@ -5,6 +5,7 @@ and sessions closed at interpreter exit."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import pickle
 import subprocess
 import sys
@@ -79,7 +80,18 @@ def test_wrong_argument_values_are_clear_errors(s3_server: MotoS3) -> None:
         cls(skip_instance_cache=True, no_such_option=1)
 
 
-def test_register_makes_fsspec_return_it() -> None:
+@pytest.fixture
+def saved_registries():  # type: ignore[no-untyped-def]
+    reg = importlib.import_module("fsspec.registry")
+    registry, known = dict(reg._registry), {k: dict(v) for k, v in reg.known_implementations.items()}
+    yield reg
+    reg._registry.clear()
+    reg._registry.update(registry)
+    reg.known_implementations.clear()
+    reg.known_implementations.update(known)
+
+
+def test_register_makes_fsspec_return_it(saved_registries) -> None:  # type: ignore[no-untyped-def]
     register(protocols=("mem",), clobber=True, config={"type": "mem"})
     try:
         fs = fsspec.filesystem("mem")
@@ -91,6 +103,34 @@ def test_register_makes_fsspec_return_it() -> None:
         from fsspec.implementations.memory import MemoryFileSystem
 
         fsspec.register_implementation("mem", MemoryFileSystem, clobber=True)
+
+
+def test_register_points_known_implementations_at_it(saved_registries) -> None:  # type: ignore[no-untyped-def]
+    # flytekit takes a registered s3/gs/abfs class only if it subclasses known_implementations' class.
+    reg = saved_registries
+    register(protocols=("s3", "gs"), clobber=False)
+    for protocol in ("s3", "gs"):
+        assert reg.known_implementations[protocol]["class"] == f"flytestore.fsspec.DataStoreFileSystem_{protocol}"
+        assert fsspec.get_filesystem_class(protocol) is filesystem_for(protocol)
+    register(protocols=("s3",), clobber=False)  # again: the same class, no conflict
+
+
+def test_register_without_clobber_leaves_other_implementations_alone(saved_registries) -> None:  # type: ignore[no-untyped-def]
+    reg = saved_registries
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    reg._registry.pop("s3", None)
+    fsspec.register_implementation("s3", MemoryFileSystem, clobber=True)
+    with pytest.raises(ValueError, match="s3"):
+        register(protocols=("gs", "s3"), clobber=False)
+    assert reg._registry["s3"] is MemoryFileSystem
+    assert "flytestore" not in reg.known_implementations["gs"]["class"]  # nothing registered
+    reg._registry.pop("s3")
+    reg.known_implementations["s3"] = {"class": "some.other.S3"}
+    with pytest.raises(ValueError, match="known_implementations"):
+        register(protocols=("s3",), clobber=False)
+    register(protocols=("s3",), clobber=True)
+    assert reg.known_implementations["s3"]["class"] == "flytestore.fsspec.DataStoreFileSystem_s3"
 
 
 def test_entry_point_is_declared() -> None:
@@ -138,6 +178,8 @@ def test_a_read_past_the_limit_raises_exceeds_limit() -> None:
     with pytest.raises(ExceedsLimitError):
         fs.open("mem://b/big", "rb")
     assert fs.cat_file("mem://b/big", start=0, end=10) == b"x" * 10  # a range within the limit
+    assert "maxDownloadMBs" in str(err.value) and "mem://b/big" in str(err.value)
+    assert "register(config=" in str(err.value)  # how to lift it for a filesystem
 
 
 def test_exclusive_open_and_pipe() -> None:

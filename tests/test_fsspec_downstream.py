@@ -192,11 +192,6 @@ def test_pyarrow_dataset_discovers_files_listed_by_the_filesystem(place: Place) 
     assert sorted(set(got.column("part").to_pylist())) == ["p0", "p1", "p2"]
 
 
-@pytest.mark.xfail(
-    reason="flytestore.fsspec bug: find/ls return percent-encoded keys (e.g. mem://b/t/d%20e.txt), so a "
-    "recursive get writes 'd%20e.txt' locally",
-    strict=True,
-)
 def test_recursive_put_and_get_keep_names_with_spaces(place: Place, tmp_path: Path) -> None:
     # What every downstream directory copy (dask outputs, flytekit's get_data) relies on.
     src = tmp_path / "src"
@@ -209,6 +204,44 @@ def test_recursive_put_and_get_keep_names_with_spaces(place: Place, tmp_path: Pa
     out = tmp_path / "out"
     place.fs.get(f"{place.base}/t/", str(out) + "/", recursive=True)
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == ["d e.txt", "sub/x.txt"]
+
+
+#: Key names that are URL syntax in a reference: an fsspec path names them literally, as s3fs does.
+SPECIAL_NAMES = ["d e.txt", "p%q.txt", "a%20b.txt", "h#sh.txt", "q?x.txt", "pl+us.txt", "ünï €.txt"]
+
+
+def test_special_characters_in_names_are_literal(place: Place, tmp_path: Path) -> None:
+    fs, base = place.fs, f"{place.base}/sp"
+    for i, name in enumerate(SPECIAL_NAMES):
+        fs.pipe_file(f"{base}/{name}", f"body {i}".encode())
+        assert place.raw(f"{base}/{name}") == f"body {i}".encode()  # stored under the literal name
+        assert fs.cat_file(f"{base}/{name}") == f"body {i}".encode()
+        assert fs.cat_file(f"{base}/{name}", start=0, end=4) == b"body"
+        assert fs.info(f"{base}/{name}")["name"] == f"{base}/{name}"
+    fs.pipe_file(f"{base}/sub dir/ü%#?.bin", b"deep")
+    names = sorted([*(f"{base}/{n}" for n in SPECIAL_NAMES), f"{base}/sub dir/ü%#?.bin"])
+    assert fs.find(base) == names
+    assert fs.ls(base, detail=False) == sorted([*(f"{base}/{n}" for n in SPECIAL_NAMES), f"{base}/sub dir"])
+    assert fs.ls(f"{base}/sub dir", detail=False) == [f"{base}/sub dir/ü%#?.bin"]
+    assert fs.isdir(f"{base}/sub dir") and fs.isfile(f"{base}/p%q.txt") and not fs.exists(f"{base}/p q.txt")
+
+    out = tmp_path / "got"
+    fs.get(f"{base}/", str(out) + "/", recursive=True)
+    got = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert got == {**{n: f"body {i}".encode() for i, n in enumerate(SPECIAL_NAMES)}, "sub dir/ü%#?.bin": b"deep"}
+
+    fs.put(str(out) + "/", f"{place.base}/again/", recursive=True)
+    assert fs.find(f"{place.base}/again") == [n.replace(f"{base}/", f"{place.base}/again/") for n in names]
+    assert place.raw(f"{place.base}/again/sub dir/ü%#?.bin") == b"deep"
+
+    fs.rm_file(f"{base}/p%q.txt")
+    fs.rm(f"{base}/d e.txt")
+    assert not fs.exists(f"{base}/p%q.txt") and not fs.exists(f"{base}/d e.txt")
+    assert fs.exists(f"{base}/a%20b.txt")
+    fs.rm(f"{place.base}/again", recursive=True)
+    assert fs.find(f"{place.base}/again") == []
+    fs.rm(base, recursive=True)
+    assert fs.find(base) == []
 
 
 # -- pandas ----------------------------------------------------------------------------------------
@@ -280,23 +313,6 @@ def test_dask_reads_a_partitioned_parquet_dataset_on_s3(
 
 # -- flytekit --------------------------------------------------------------------------------------
 
-#: flytekit >= 1.16 (``data_persistence._canonical_fs_class``) uses a registered s3/gs/abfs
-#: implementation only if it subclasses the class ``fsspec.registry.known_implementations`` names
-#: (s3fs.S3FileSystem); ``register()`` updates fsspec's registry but not ``known_implementations``,
-#: so FileAccessProvider silently builds an s3fs.S3FileSystem.
-FLYTEKIT_FALLBACK = pytest.mark.xfail(
-    reason="flytestore.fsspec bug: register() leaves fsspec's known_implementations['s3'] on s3fs, "
-    "so flytekit's _canonical_fs_class falls back to s3fs.S3FileSystem",
-    strict=True,
-)
-#: ``find``/``ls`` return keys percent-encoded (``d e.txt`` as ``d%20e.txt``), so fsspec's ``get``
-#: of a directory writes local files under the encoded names.
-PERCENT_NAMES = pytest.mark.xfail(
-    reason="flytestore.fsspec bug: find/ls return percent-encoded keys (s3://b/d%20e.txt), so a "
-    "recursive get writes 'd%20e.txt' locally; also flytekit falls back to s3fs (see FLYTEKIT_FALLBACK)",
-    strict=True,
-)
-
 
 def _flytekit() -> Any:
     with warnings.catch_warnings():
@@ -335,7 +351,6 @@ def provider(registered: None, s3_server: MotoS3, bucket: str, tmp_path: Path) -
     return fap
 
 
-@FLYTEKIT_FALLBACK
 def test_flytekit_uses_the_registered_filesystem_for_s3(provider: Any) -> None:
     # flytekit only takes a registered s3 implementation it considers canonical: if it fell back to
     # s3fs, every other flytekit test would pass without flytestore.
@@ -343,7 +358,6 @@ def test_flytekit_uses_the_registered_filesystem_for_s3(provider: Any) -> None:
     assert isinstance(provider.get_filesystem("s3"), ffs.DataStoreFileSystem)
 
 
-@FLYTEKIT_FALLBACK
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_flytekit_put_data_and_get_data_of_a_file(provider: Any, bucket: str, s3: Any, tmp_path: Path) -> None:
     assert isinstance(provider.raw_output_fs, ffs.DataStoreFileSystem)
@@ -360,7 +374,6 @@ def test_flytekit_put_data_and_get_data_of_a_file(provider: Any, bucket: str, s3
     assert dst.read_bytes() == payload
 
 
-@PERCENT_NAMES
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_flytekit_put_data_and_get_data_of_a_directory(provider: Any, bucket: str, s3: Any, tmp_path: Path) -> None:
     assert isinstance(provider.raw_output_fs, ffs.DataStoreFileSystem)
@@ -383,7 +396,6 @@ def test_flytekit_put_data_and_get_data_of_a_directory(provider: Any, bucket: st
     assert got == files
 
 
-@FLYTEKIT_FALLBACK
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_flytekit_put_raw_data(provider: Any, bucket: str, s3: Any, tmp_path: Path) -> None:
     assert isinstance(provider.raw_output_fs, ffs.DataStoreFileSystem)
