@@ -27,6 +27,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+from xml.etree import ElementTree
 
 import aiohttp
 import aiohttp.web
@@ -1145,7 +1146,8 @@ async def test_lean_listing_matches_botocore(pair: tuple[S3Store, S3Store], monk
     assert all("encoding-type=url" in str(r.url) for r in lean_sent)
 
 
-def test_list_response_parsing() -> None:
+@pytest.mark.parametrize("parse", ["scan", "etree"])
+def test_list_response_parsing(parse: str) -> None:
     ns = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
     body = (
         f'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult {ns}><Name>b</Name><Prefix>a%2Bb</Prefix>'
@@ -1154,7 +1156,10 @@ def test_list_response_parsing() -> None:
         "<StorageClass>STANDARD</StorageClass></Contents><Contents><Key>z</Key><Size>0</Size></Contents>"
         "<EncodingType>url</EncodingType></ListBucketResult>"
     ).encode()
-    objects, truncated = _s3lean.parse_list_objects(body)
+    parser = _s3lean.parse_list_objects if parse == "scan" else _s3lean._etree_list_objects
+    if parse == "scan":
+        assert _s3lean._scan_list_objects(body.decode()) is not None  # not left to xml.etree
+    objects, truncated = parser(body)
     assert truncated is True
     (key, size, etag, modified), second = objects
     assert (key, size, etag) == ("a+b/c d%e\n", 12, '"abc"')  # botocore's unquote_str: '+' is a space
@@ -1162,8 +1167,31 @@ def test_list_response_parsing() -> None:
     assert second == ("z", 0, "", None)
     # Without EncodingType the keys are taken as they are; no namespace is fine too.
     plain = b"<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>a%2Bb+c</Key></Contents>"
-    plain += b"</ListBucketResult>"
-    assert _s3lean.parse_list_objects(plain) == ([("a%2Bb+c", 0, "", None)], False)
+    plain += b"<Contents><Key>&lt;&amp;&gt;&apos;&#x1F600;&#9;</Key><ETag>&quot;x&amp;&quot;</ETag></Contents>"
+    plain += b"</ListBucketResult>\n"
+    want = ([("a%2Bb+c", 0, "", None), ("<&>'\U0001f600\t", 0, '"x&"', None)], False)
+    assert parser(plain) == want
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<ListBucketResult><Contents><Key><![CDATA[a<b]]></Key></Contents></ListBucketResult>",
+        b"<ListBucketResult><!-- <Contents><Key>no</Key></Contents> --></ListBucketResult>",
+        b"<s3:ListBucketResult xmlns:s3='u'><s3:Contents><s3:Key>k</s3:Key></s3:Contents></s3:ListBucketResult>",
+        b"<ListBucketResult><Contents><Key>a\r\nb</Key></Contents></ListBucketResult>",
+        b"<ListBucketResult><Contents><Key xml:space='preserve'>k</Key></Contents></ListBucketResult>",
+    ],
+)
+def test_unusual_list_documents_are_parsed_by_etree(body: bytes) -> None:
+    assert _s3lean._scan_list_objects(body.decode()) is None
+    assert _s3lean.parse_list_objects(body) == _s3lean._etree_list_objects(body)
+
+
+def test_a_cut_list_document_is_an_error() -> None:
+    body = b"<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>a</Key></Contents>"
+    with pytest.raises(ElementTree.ParseError):
+        _s3lean.parse_list_objects(body)
 
 
 @pytest.mark.parametrize("lean", [True, False])

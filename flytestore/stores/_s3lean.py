@@ -24,7 +24,9 @@ client it is given:
   ``Error``/``ResponseMetadata`` dicts, so the store's error mapping cannot tell the paths apart;
 - listings as the full path lists: ``encoding-type=url`` (which botocore sets so that keys XML
   cannot carry survive), keys decoded with botocore's ``unquote_str`` when the response says they
-  are encoded, timestamps parsed to aware datetimes; the page parsed by ``xml.etree``'s C parser;
+  are encoded, timestamps parsed to aware datetimes. A page is read by a scan of the document's
+  tags (S3's plain documents: no CDATA, comments, prefixes or attributes, which XML guarantees
+  leaves each tag's text between its tags), anything else by ``xml.etree``'s C parser;
 - flexible checksums: CRC32 of every PUT and part (when the client computes request checksums),
   and validation of a full GET's body against the checksum the server returns (when the client
   validates responses).
@@ -51,6 +53,7 @@ import hashlib
 import http.client
 import io
 import logging
+import re
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -710,9 +713,99 @@ def _timestamp(value: str) -> Any:
         return parse_timestamp(value)
 
 
+_XML_REFS = re.compile(r"&(#x[0-9A-Fa-f]+|#[0-9]+|lt|gt|amp|quot|apos);")
+_XML_NAMED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
+
+
+def _xml_ref(match: re.Match[str]) -> str:
+    name = match.group(1)
+    if name[0] != "#":
+        return _XML_NAMED[name]
+    return chr(int(name[2:], 16) if name[1] == "x" else int(name[1:]))
+
+
+def _xml_text(text: str) -> str:
+    """Character data as an XML parser gives it: the predefined entities and character references
+    resolved (the caller has made sure there is no CDATA, comment or carriage return)."""
+    return _XML_REFS.sub(_xml_ref, text) if "&" in text else text
+
+
+def _scan_list_objects(text: str) -> tuple[list[ListedObject], bool] | None:
+    """The fast parse of a plain S3 ListObjectsV2 document: every ``<`` of character data is
+    escaped in XML, so outside CDATA sections, comments and processing instructions (refused
+    here, as are namespace prefixes, attributes on the elements read and a document that does
+    not end where it should) a tag's text is exactly what lies between its start and end tags.
+    ``None``: leave the document to ``xml.etree``."""
+    start = text.find("<ListBucketResult")
+    if start < 0 or not text.rstrip().endswith("</ListBucketResult>") or "\r" in text:
+        return None
+    if "<!" in text or "<?" in text[1:] or "<Contents " in text or ":Contents" in text:
+        return None
+    head, _, rest = text.partition("<Contents>")
+    chunks = rest.split("<Contents>") if rest else []
+    tail = chunks[-1] if chunks else head
+    truncated = encoded = False
+    for part in (head, tail):
+        found = part.find("<IsTruncated>")
+        if found >= 0:
+            end = part.find("</IsTruncated>", found)
+            truncated = part[found + 13 : end].strip().lower() == "true"
+        found = part.find("<EncodingType>")
+        if found >= 0:
+            end = part.find("</EncodingType>", found)
+            encoded = part[found + 14 : end] == "url"
+    objects: list[ListedObject] = []
+    append = objects.append
+    for chunk in chunks:
+        end = chunk.find("</Contents>")
+        if end < 0:
+            return None
+        found = chunk.find("<Key>", 0, end)
+        if found < 0:
+            return None
+        key = _xml_text(chunk[found + 5 : chunk.find("</Key>", found)])
+        found = chunk.find("<Size>", 0, end)
+        size = int(chunk[found + 6 : chunk.find("</Size>", found)]) if found >= 0 else 0
+        found = chunk.find("<ETag>", 0, end)
+        etag = ""
+        if found >= 0:
+            etag = chunk[found + 6 : chunk.find("</ETag>", found)]
+            if "&" in etag:
+                etag = _xml_text(etag.replace("&quot;", '"'))
+        found = chunk.find("<LastModified>", 0, end)
+        modified = None
+        if found >= 0:
+            stamp = chunk[found + 14 : chunk.find("</LastModified>", found)].strip()
+            modified = _timestamp(stamp) if stamp else None
+        append((key, size, etag, modified))
+    if encoded:
+        objects = [(_url_decoded(key), size, etag, modified) for key, size, etag, modified in objects]
+    return objects, truncated
+
+
+def _url_decoded(key: str) -> str:
+    """botocore's ``unquote_str`` (``unquote_plus``) of a listed key, the common case (escaped
+    slashes only) without its byte round trip."""
+    plain = key.replace("%2F", "/")
+    if "%" in plain or "+" in plain:
+        return unquote_plus(key)
+    return plain
+
+
 def parse_list_objects(body: bytes) -> tuple[list[ListedObject], bool]:
     """A ListObjectsV2 response: its objects and ``IsTruncated``, as botocore would parse them
     (keys decoded with ``unquote_plus`` when ``EncodingType`` is ``url``)."""
+    try:
+        scanned = _scan_list_objects(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, OverflowError):
+        scanned = None
+    if scanned is not None:
+        return scanned
+    return _etree_list_objects(body)
+
+
+def _etree_list_objects(body: bytes) -> tuple[list[ListedObject], bool]:
+    """``parse_list_objects`` by ``xml.etree`` (any well-formed document)."""
     root = ElementTree.fromstring(body)
     tag = root.tag
     ns = tag[: tag.index("}") + 1] if tag.startswith("{") else ""
