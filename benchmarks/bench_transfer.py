@@ -195,7 +195,7 @@ async def child(direction: str, endpoint: str, root: str, size: int) -> dict[str
         import functools
 
         from flytestore.layers import routing
-        from flytestore.rawstore import stream_copy
+        from flytestore.streamcopy import stream_copy
 
         threshold, part, ahead = (int(x) for x in os.environ["BENCH_SPLIT"].split(","))
         routing.stream_copy = functools.partial(  # type: ignore[assignment]

@@ -287,7 +287,7 @@ class FlytestoreBare(Flytestore):
     lib = "flytestore (bare store)"
 
     async def open(self) -> None:
-        from flytestore.stores import build_primary
+        from flytestore.registry import build_primary
 
         self.store, _ = build_primary(flytestore_config(self.t), None)
         await self.store.open()

@@ -47,7 +47,7 @@ from flytestore import (
     UnsupportedError,
 )
 from flytestore.layers.resilient import ResilientStore
-from flytestore.stores import create_backend
+from flytestore.registry import create_backend
 from flytestore.stores.gcs import _TIME, DEFAULT_SCOPES, GCSStore, _parse_time, from_config, sign_url_v4
 
 from .conformance.backend_gcs import fake_service_account, fake_service_account_json

@@ -1680,7 +1680,7 @@ async def test_a_store_built_from_a_config_retries_per_the_retries_section(
 ) -> None:
     """Throttling and 5xx are retried exactly ``retries.maxAttempts`` times in all (botocore's own
     retries are off under a config), a 4xx never."""
-    from flytestore.stores import create_backend
+    from flytestore.registry import create_backend
 
     config = Config(
         type="s3",

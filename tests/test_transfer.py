@@ -30,7 +30,8 @@ from flytestore import (
 from flytestore.errors import InvalidArgumentError
 from flytestore.layers.base import Layer
 from flytestore.layers.resilient import ResilientStore
-from flytestore.rawstore import ListEntry, stream_copy
+from flytestore.rawstore import ListEntry
+from flytestore.streamcopy import stream_copy
 from flytestore.transfer import ByteBudget, Progress, RetryPolicy, Summary, copy_many, sync
 
 from .test_resilient import FlakyStore
