@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.suite import server_cpu  # noqa: E402
 from flytestore import Config, DataStore  # noqa: E402
 from tests.servers_s3 import MotoS3, start_moto  # noqa: E402
 
@@ -205,19 +206,6 @@ async def _make_bucket(moto: MotoS3) -> None:
         await store.head(f"s3://{BUCKET}/warm-up")
 
 
-@contextlib.contextmanager
-def servers_on_cpu1(pin: bool) -> Iterator[None]:
-    """Start servers on the second CPU; the commands keep the first (children inherit affinity)."""
-    if not pin:
-        yield
-        return
-    os.sched_setaffinity(0, {1})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, {0})
-
-
 def version(argv: list[str]) -> str | None:
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
@@ -275,7 +263,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp, contextlib.ExitStack() as stack:
         src = Path(tmp) / "tree" / "src"
         make_tree(src, args.files, args.file_kib * 1024)
-        with servers_on_cpu1(pin):
+        with server_cpu(pin):
             moto = stack.enter_context(start_moto())
         asyncio.run(_make_bucket(moto))
         for rep in range(args.reps):

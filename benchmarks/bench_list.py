@@ -47,42 +47,14 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import psutil  # noqa: E402
-from aiobotocore.session import AioSession  # noqa: E402
 
+from benchmarks.bench_s3 import datastore_config, obstore_store, raw_client, settings  # noqa: E402
 from benchmarks.keepalive_moto import start_s3  # noqa: E402
-from flytestore import Config, DataStore  # noqa: E402
+from flytestore import DataStore  # noqa: E402
 from flytestore.stores import s3 as s3_module  # noqa: E402
-from flytestore.stores.s3 import S3Settings, S3Store  # noqa: E402
+from flytestore.stores.s3 import S3Store  # noqa: E402
 
-ACCESS_KEY = SECRET_KEY = "testing"
-REGION = "us-east-1"
 CLIENTS = ("lean", "full", "datastore", "aiobotocore", "obstore")
-
-
-def settings(endpoint: str, *, lean: bool = True) -> S3Settings:
-    return S3Settings(
-        region=REGION,
-        endpoint_url=endpoint,
-        access_key_id=ACCESS_KEY,
-        secret_access_key=SECRET_KEY,
-        addressing_style="path",
-        lean_requests=lean,
-    )
-
-
-def obstore_store(endpoint: str, bucket: str) -> Any:
-    try:
-        from obstore.store import S3Store as ObStore
-    except ImportError:
-        return None
-    return ObStore(
-        bucket,
-        endpoint=endpoint,
-        access_key_id=ACCESS_KEY,
-        secret_access_key=SECRET_KEY,
-        region=REGION,
-        client_options={"allow_http": True},
-    )
 
 
 def pin() -> None:
@@ -110,29 +82,8 @@ async def run_server_bench(endpoint: str, n_keys: int, reps: int) -> dict[str, A
     keys = [f"list/d{i % 100:03d}/k{i:06d}" for i in range(n_keys)]
     lean = S3Store(settings(endpoint), container=bucket)
     full = S3Store(settings(endpoint, lean=False), container=bucket)
-    config = Config(
-        type="s3",
-        container=bucket,
-        stow={
-            "kind": "s3",
-            "config": {
-                "access_key_id": ACCESS_KEY,
-                "secret_key": SECRET_KEY,
-                "region": REGION,
-                "endpoint": endpoint,
-                "addressing_style": "path",
-            },
-        },
-    )
-    raw_cm = AioSession().create_client(
-        "s3",
-        region_name=REGION,
-        endpoint_url=endpoint,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        config=settings(endpoint).client_config(),
-    )
-    async with lean, full, DataStore(config) as ds, raw_cm as raw:
+    config = datastore_config(endpoint, bucket)
+    async with lean, full, DataStore(config) as ds, raw_client(endpoint) as raw:
         assert isinstance(lean.api, s3_module._LeanS3Api) and not isinstance(full.api, s3_module._LeanS3Api)
         ob = obstore_store(endpoint, bucket)
         root = f"s3://{bucket}/list"

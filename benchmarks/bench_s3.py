@@ -88,6 +88,26 @@ def settings(endpoint: str, *, lean: bool = True) -> S3Settings:
     )
 
 
+def datastore_config(endpoint: str, bucket: str, *, pool_size: int | None = None) -> Config:
+    """A DataStore config for the same server and bucket (a lean S3 primary)."""
+    extra: dict[str, Any] = {} if pool_size is None else {"default_http_client": {"maxIdleConns": pool_size}}
+    return Config(
+        type="s3",
+        container=bucket,
+        stow={
+            "kind": "s3",
+            "config": {
+                "access_key_id": ACCESS_KEY,
+                "secret_key": SECRET_KEY,
+                "region": REGION,
+                "endpoint": endpoint,
+                "addressing_style": "path",
+            },
+        },
+        **extra,
+    )
+
+
 def raw_client(endpoint: str) -> Any:
     """The raw aiobotocore client, configured exactly as S3Store configures its own."""
     return AioSession().create_client(
@@ -214,21 +234,7 @@ async def small_objects(endpoint: str, ops: int, concurrency: int, reps: int) ->
 
     lean = S3Store(settings(endpoint), container=bucket)
     full = S3Store(settings(endpoint, lean=False), container=bucket)
-    config = Config(
-        type="s3",
-        container=bucket,
-        stow={
-            "kind": "s3",
-            "config": {
-                "access_key_id": ACCESS_KEY,
-                "secret_key": SECRET_KEY,
-                "region": REGION,
-                "endpoint": endpoint,
-                "addressing_style": "path",
-            },
-        },
-        default_http_client={"maxIdleConns": lean.settings.pool_size},
-    )
+    config = datastore_config(endpoint, bucket, pool_size=lean.settings.pool_size)
     async with lean, full, DataStore(config) as ds, raw_client(endpoint) as raw:
         assert isinstance(lean.api, s3_module._LeanS3Api) and not isinstance(full.api, s3_module._LeanS3Api)
         ob = obstore_store(endpoint, bucket)
